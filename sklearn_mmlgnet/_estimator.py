@@ -1,0 +1,568 @@
+"""The skorch-based estimators: MMLGNetClassifier and SDHSIClassifier.
+
+Each estimator is a scikit-learn classifier whose ``__init__`` stores parameters
+only. ``fit`` validates the patch array, encodes the labels, builds a
+:class:`skorch.NeuralNet` (kept as ``net_``) and trains it with skorch's loop, so
+skorch's callbacks, history, device handling, progress output and warm start all
+apply. Wrapping rather than subclassing keeps the scikit-learn contract exact
+(``get_params``, ``clone``, ``parametrize_with_checks``).
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, column_or_1d
+
+from ._validation import (
+    center_crop,
+    check_band_split,
+    check_channels,
+    check_patch_size,
+    check_patches,
+    check_positive_int,
+)
+from .losses import ContrastiveCriterion
+from .nn import MMLGNetModule, SDHSINet
+from .text import DEFAULT_TEMPLATES, encode_class_names, make_text_encoder
+
+_LOSSES = ("symmetric", "image_to_text", "cross_entropy")
+
+
+def _softmax(logits):
+    """skorch ``predict_nonlinearity``: module-level so fitted nets pickle."""
+    return torch.softmax(logits.float(), dim=-1)
+
+
+class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
+    """Shared fit/predict machinery for classifiers of (n, bands, P, P) patch arrays.
+
+    Subclasses implement ``_module_and_criterion(X, y_idx)`` returning the module
+    class, its keyword arguments and the criterion instance.
+    """
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y, **fit_params):
+        """Train on patches ``X`` of shape (n_samples, n_bands, P, P) and labels ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_bands, P, P) or (n_samples, n_bands)
+            Patches, HSI bands first then LiDAR bands; a 2-D array is read as P = 1.
+        y : array-like of shape (n_samples,)
+            Class labels: the class names themselves (str) or any labels with
+            ``class_names`` mapping them to names.
+        **fit_params
+            Passed to :meth:`skorch.NeuralNet.fit`.
+
+        Returns
+        -------
+        self
+        """
+        X = check_patches(X)
+        y = column_or_1d(y, warn=True)
+        if len(y) != len(X):
+            raise ValueError(
+                f"X and y have inconsistent numbers of samples: X has {len(X)}, y has {len(y)}.")
+        check_classification_targets(y)
+        self._check_params()
+        patch_size = check_patch_size(self.patch_size, X.shape[-1])
+        classes, y_idx = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(
+                f"y holds {len(classes)} class ({classes.tolist()}); at least 2 classes are needed "
+                "to train a classifier.")
+        warm = bool(self.warm_start) and hasattr(self, "net_") and np.array_equal(
+            classes, self.classes_) and X.shape[1] == self.n_features_in_
+        self.classes_ = classes
+        self.n_features_in_ = X.shape[1]
+        self.patch_size_ = patch_size
+        X = np.ascontiguousarray(center_crop(X, patch_size))
+        y_idx = y_idx.astype(np.int64)
+
+        if not warm:
+            module, module_kwargs, criterion = self._module_and_criterion(X, y_idx)
+            self.net_ = self._make_net(module, module_kwargs, criterion, n_train=len(X))
+        # An int random_state gives the same seed every fit; None draws a fresh one.
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        devices = [torch.cuda.current_device()] if str(self.device).startswith("cuda") else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(int(seed))
+            if warm:
+                self.net_.partial_fit(X, y_idx, **fit_params)
+            else:
+                self.net_.fit(X, y_idx, **fit_params)
+        self.history_ = self.net_.history
+        return self
+
+    def _make_net(self, module, module_kwargs, criterion, n_train):
+        from skorch import NeuralNet
+
+        kwargs = {f"module__{k}": v for k, v in module_kwargs.items()}
+        optimizer_kwargs = {}
+        if self.weight_decay:
+            optimizer_kwargs["optimizer__weight_decay"] = self.weight_decay
+        return NeuralNet(
+            module=module,
+            criterion=criterion,
+            optimizer=torch.optim.Adam,
+            lr=self.lr,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            train_split=self.train_split,
+            callbacks=self.callbacks,
+            predict_nonlinearity=_softmax,
+            warm_start=bool(self.warm_start),
+            verbose=self.verbose,
+            device=self.device,
+            iterator_train__shuffle=True,
+            # Batch norm cannot train on a batch of one; a dropped remainder is a
+            # different random subset each epoch.
+            iterator_train__drop_last=n_train > self.batch_size,
+            **optimizer_kwargs,
+            **kwargs,
+        )
+
+    def _check_params(self):
+        check_positive_int(self.max_epochs, "max_epochs", minimum=0)
+        check_positive_int(self.batch_size, "batch_size")
+        if not isinstance(self.lr, numbers.Real) or self.lr <= 0:
+            raise ValueError(f"lr must be a positive float; got {self.lr!r}.")
+
+    # -------------------------------------------------------------- predict
+    def _check_predict_X(self, X):
+        check_is_fitted(self, "net_")
+        X = check_patches(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input ({self._band_description()}).")
+        if X.shape[-1] < self.patch_size_:
+            raise ValueError(
+                f"X patches are {X.shape[-1]} x {X.shape[-1]} but the model was fitted with "
+                f"patch_size={self.patch_size_}; extract patches of at least that size.")
+        return np.ascontiguousarray(center_crop(X, self.patch_size_))
+
+    def _band_description(self):
+        return f"{self.n_features_in_} bands"
+
+    def predict_proba(self, X):
+        """Class probabilities; columns follow ``classes_`` and rows sum to 1.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_bands, P, P)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+        """
+        X = self._check_predict_X(X)
+        proba = self.net_.predict_proba(X).astype(np.float64)
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        """Predicted labels, as given in ``y`` at fit.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_bands, P, P)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def head_scores(self, X, y):
+        """Accuracy of every classifier head on ``(X, y)``.
+
+        With self-distillation the auxiliary (student) heads are scored next to the
+        final one, which shows what each encoder stage learned. Without it only
+        ``"final"`` is reported.
+
+        Returns
+        -------
+        scores : dict
+            ``{"stage_1": acc, ..., "final": acc}``.
+        """
+        X = self._check_predict_X(X)
+        y = column_or_1d(y)
+        correct = None
+        module = self.net_.module_
+        module.eval()
+        label_idx = {c: i for i, c in enumerate(self.classes_.tolist())}
+        unknown = set(np.unique(y).tolist()) - set(label_idx)
+        if unknown:
+            raise ValueError(f"y holds labels unseen at fit: {sorted(map(str, unknown))}.")
+        y_idx = np.array([label_idx[v] for v in y.tolist()])
+        with torch.no_grad():
+            for start in range(0, len(X), self.batch_size):
+                xb = torch.as_tensor(X[start:start + self.batch_size], device=self.device)
+                out = module(xb, return_aux=True)
+                final, aux = out if isinstance(out, tuple) else (out, [])
+                preds = [a.argmax(1).cpu().numpy() for a in aux] + [final.argmax(1).cpu().numpy()]
+                yb = y_idx[start:start + self.batch_size]
+                hits = np.array([(p == yb).sum() for p in preds])
+                correct = hits if correct is None else correct + hits
+        names = [f"stage_{k + 1}" for k in range(len(correct) - 1)] + ["final"]
+        return {name: float(c) / len(X) for name, c in zip(names, correct)}
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+def _resolve_class_names(classes, class_names):
+    """Names used in the prompts, one per entry of ``classes``."""
+    if class_names is None:
+        if classes.dtype.kind in "OUS" and all(isinstance(c, str) for c in classes.tolist()):
+            return [str(c) for c in classes]
+        warnings.warn(
+            "y holds non-string labels and class_names is None: the prompts use the labels "
+            f"themselves ({classes[:5].tolist()}...), which carry no meaning for the text encoder. "
+            "Pass class_names={label: 'name', ...} to use real class names.",
+            UserWarning, stacklevel=4)
+        return [str(c) for c in classes]
+    if isinstance(class_names, dict):
+        missing = [c for c in classes.tolist() if c not in class_names]
+        if missing:
+            raise ValueError(
+                f"class_names has no name for label(s) {missing}; it maps "
+                f"{sorted(map(str, class_names))}. Give a name for every label in y.")
+        return [str(class_names[c]) for c in classes.tolist()]
+    names = list(class_names)
+    if len(names) != len(classes):
+        raise ValueError(
+            f"class_names has {len(names)} names but y holds {len(classes)} classes "
+            f"({classes.tolist()}); a sequence must give one name per sorted label, or pass a dict.")
+    return [str(n) for n in names]
+
+
+class MMLGNetClassifier(_SkorchPatchClassifier):
+    """MMLGNet: language-guided classification of HSI + LiDAR patches.
+
+    An HSI CNN encoder and a LiDAR CNN encoder embed each patch; a fusion layer and
+    a projection map the pair into the embedding space of a frozen text encoder
+    (CLIP's by default), where each class is the averaged embedding of handcrafted
+    prompts ("a hyperspectral and lidar multimodal data of {class}", ...). Logits
+    are cosine similarities divided by ``temperature``; training minimises the
+    symmetric (image->text + multi-positive text->image) contrastive loss;
+    prediction is the softmax over the class similarities.
+
+    Parameters
+    ----------
+    n_lidar_bands : int, default=1
+        Number of LiDAR bands, which follow the HSI bands on X's channel axis.
+        ``0`` means HSI only.
+    patch_size : int or None, default=None
+        Odd side of the centre crop taken from X's patches, so one patch array
+        serves every searched size. ``None`` uses the full patches.
+    temperature : float, default=0.07
+        Softmax temperature of the cosine similarities (its initial value when
+        ``learn_temperature=True``).
+    learn_temperature : bool, default=False
+        Train the temperature as CLIP's log logit scale.
+    loss : {"symmetric", "image_to_text", "cross_entropy"}, default="symmetric"
+        ``"symmetric"`` is MMLGNet's loss; ``"image_to_text"`` the one-direction
+        ablation; ``"cross_entropy"`` drops the language side entirely (a plain
+        linear head on the fused features, the visual-only ablation).
+    class_names : dict or sequence of str, optional
+        Names used in the prompts when ``y`` does not hold the names itself: a dict
+        ``{label: name}`` or one name per sorted label.
+    prompt_templates : sequence of str, optional
+        Templates with one ``{}`` each; default :data:`~sklearn_mmlgnet.text.DEFAULT_TEMPLATES`.
+    text_encoder : {"open_clip", "sentence-transformers"} or TextEncoder, default="open_clip"
+    clip_model : str, default="ViT-B-32"
+        open_clip architecture of the text tower.
+    clip_pretrained : str or None, default="openai"
+        open_clip pretrained tag, a local checkpoint file, or ``None`` for random
+        weights (with a warning). Offline and uncached, fit fails within seconds.
+    text_model : str, optional
+        sentence-transformers model for ``text_encoder="sentence-transformers"``;
+        ``None`` uses the packaged offline all-MiniLM-L6-v2.
+    text_embeddings : array-like of shape (n_classes, dim) or dict, optional
+        Precomputed class embeddings (rows follow the sorted labels, or a dict
+        ``{label: vector}``); then no text encoder runs at all.
+    cache_dir : str, False or None, default=None
+        joblib cache of the text embeddings; ``None`` is ``$MMLGNET_CACHE`` or
+        ``~/.cache/sklearn_mmlgnet``, ``False`` disables it.
+    hsi_channels, lidar_channels : tuple of int, default=(64, 128) and (32, 64)
+        Widths of the convolutional stages of each encoder.
+    fusion_dim : int, default=256
+    dropout : float, default=0.1
+    self_distillation : bool, default=False
+        Add a head after every encoder stage but the last, taught by the final
+        head (SDHSI-Net's self-distillation); inference uses the final head only.
+    distill_temperature, distill_weight, aux_ce_weight : float, default=5.0, 0.1, 0.8
+        ``T``, ``b`` and ``a`` in ``a * sum CE(aux) + b * sum KL(aux/T || final/T) T^2``.
+    lr : float, default=5e-4
+        Adam learning rate.
+    weight_decay : float, default=0.0
+    max_epochs : int, default=100
+    batch_size : int, default=64
+    train_split : callable or None, default=None
+        skorch's validation split (e.g. ``skorch.dataset.ValidSplit(0.1, stratified=True)``);
+        ``None`` trains on all of X.
+    callbacks : list, optional
+        skorch callbacks (EarlyStopping, Checkpoint, ProgressBar, ...).
+    warm_start : bool, default=False
+        Continue training the fitted network on the next ``fit``.
+    verbose : int, default=0
+        skorch's per-epoch table when >= 1.
+    device : str, default="cpu"
+        Torch device, e.g. ``"cuda"``.
+    random_state : int, RandomState or None, default=None
+        Seeds weight initialisation and batch order (repeatable on CPU).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The labels as given in ``y``.
+    class_names_ : list of str
+        Names used in the prompts.
+    text_embeddings_ : ndarray of shape (n_classes, dim)
+        The class text embeddings the model scores against.
+    text_encoder_info_ : dict
+        Backend, model and weights that produced ``text_embeddings_``.
+    n_features_in_ : int
+        Bands of X (HSI + LiDAR).
+    n_hsi_bands_ : int
+    patch_size_ : int
+    net_ : skorch.NeuralNet
+        The trained network.
+    history_ : skorch.History
+        Per-epoch training history.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_mmlgnet import MMLGNetClassifier
+    >>> rng = np.random.RandomState(0)
+    >>> y = np.array(["Woods", "Roads"] * 20)
+    >>> X = rng.normal(size=(40, 5, 5, 5)).astype("float32")
+    >>> X[y == "Woods", :4] += 1.5
+    >>> emb = {"Woods": [1.0, 0.0, 0.0], "Roads": [0.0, 1.0, 0.0]}
+    >>> clf = MMLGNetClassifier(text_embeddings=emb, max_epochs=20, lr=1e-2,
+    ...                         random_state=0).fit(X, y)
+    >>> clf.classes_
+    array(['Roads', 'Woods'], dtype='<U5')
+    >>> clf.score(X, y) > 0.9
+    True
+    """
+
+    def __init__(self, n_lidar_bands=1, patch_size=None, temperature=0.07,
+                 learn_temperature=False, loss="symmetric", class_names=None,
+                 prompt_templates=None, text_encoder="open_clip", clip_model="ViT-B-32",
+                 clip_pretrained="openai", text_model=None, text_embeddings=None,
+                 cache_dir=None, hsi_channels=(64, 128), lidar_channels=(32, 64),
+                 fusion_dim=256, dropout=0.1, self_distillation=False,
+                 distill_temperature=5.0, distill_weight=0.1, aux_ce_weight=0.8,
+                 lr=5e-4, weight_decay=0.0, max_epochs=100, batch_size=64,
+                 train_split=None, callbacks=None, warm_start=False, verbose=0,
+                 device="cpu", random_state=None):
+        self.n_lidar_bands = n_lidar_bands
+        self.patch_size = patch_size
+        self.temperature = temperature
+        self.learn_temperature = learn_temperature
+        self.loss = loss
+        self.class_names = class_names
+        self.prompt_templates = prompt_templates
+        self.text_encoder = text_encoder
+        self.clip_model = clip_model
+        self.clip_pretrained = clip_pretrained
+        self.text_model = text_model
+        self.text_embeddings = text_embeddings
+        self.cache_dir = cache_dir
+        self.hsi_channels = hsi_channels
+        self.lidar_channels = lidar_channels
+        self.fusion_dim = fusion_dim
+        self.dropout = dropout
+        self.self_distillation = self_distillation
+        self.distill_temperature = distill_temperature
+        self.distill_weight = distill_weight
+        self.aux_ce_weight = aux_ce_weight
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.train_split = train_split
+        self.callbacks = callbacks
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.device = device
+        self.random_state = random_state
+
+    def _check_params(self):
+        super()._check_params()
+        if self.loss not in _LOSSES:
+            raise ValueError(f"loss must be one of {_LOSSES}; got {self.loss!r}.")
+        if not isinstance(self.temperature, numbers.Real) or not self.temperature > 0:
+            raise ValueError(f"temperature must be a positive float; got {self.temperature!r}.")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1); got {self.dropout!r}.")
+
+    def _band_description(self):
+        return f"{self.n_hsi_bands_} HSI + {self.n_features_in_ - self.n_hsi_bands_} LiDAR bands"
+
+    def _text_embeddings(self, class_names):
+        """Class embeddings from the parameters: given, encoded, or (no language) none."""
+        n_classes = len(self.classes_)
+        if self.loss == "cross_entropy":
+            self.text_encoder_info_ = {"backend": None, "model": None, "weights": None}
+            return np.eye(n_classes, dtype=np.float32)  # only the class count is used
+        if self.text_embeddings is not None:
+            emb = self.text_embeddings
+            if isinstance(emb, dict):
+                missing = [c for c in self.classes_.tolist() if c not in emb]
+                if missing:
+                    raise ValueError(f"text_embeddings has no vector for label(s) {missing}.")
+                emb = [emb[c] for c in self.classes_.tolist()]
+            emb = np.asarray(emb, dtype=np.float32)
+            if emb.ndim != 2 or emb.shape[0] != n_classes:
+                raise ValueError(
+                    f"text_embeddings must have shape (n_classes={n_classes}, dim); got {emb.shape}.")
+            if not np.isfinite(emb).all() or (np.linalg.norm(emb, axis=1) == 0).any():
+                raise ValueError("text_embeddings must be finite with no all-zero row.")
+            self.text_encoder_info_ = {"backend": "precomputed", "model": None, "weights": None}
+            return emb
+        encoder = make_text_encoder(self.text_encoder, clip_model=self.clip_model,
+                                    clip_pretrained=self.clip_pretrained,
+                                    text_model=self.text_model)
+        templates = DEFAULT_TEMPLATES if self.prompt_templates is None else self.prompt_templates
+        emb = encode_class_names(class_names, templates, encoder=encoder, cache_dir=self.cache_dir)
+        self.text_encoder_info_ = dict(encoder.identity, templates=list(templates))
+        return emb
+
+    def _module_and_criterion(self, X, y_idx):
+        n_hsi, n_lidar = check_band_split(X.shape[1], self.n_lidar_bands)
+        self.n_hsi_bands_ = n_hsi
+        hsi_channels = check_channels(self.hsi_channels, "hsi_channels")
+        lidar_channels = check_channels(self.lidar_channels, "lidar_channels")
+        check_positive_int(self.fusion_dim, "fusion_dim")
+        # Names matter only when a text encoder writes them into prompts.
+        needs_names = self.loss != "cross_entropy" and self.text_embeddings is None
+        self.class_names_ = (
+            _resolve_class_names(self.classes_, self.class_names)
+            if needs_names or self.class_names is not None
+            else [str(c) for c in self.classes_])
+        self.text_embeddings_ = self._text_embeddings(self.class_names_)
+        module_kwargs = dict(
+            n_hsi_bands=n_hsi, n_lidar_bands=n_lidar,
+            text_embeddings=torch.as_tensor(self.text_embeddings_),
+            hsi_channels=hsi_channels, lidar_channels=lidar_channels,
+            fusion_dim=int(self.fusion_dim), temperature=float(self.temperature),
+            learn_temperature=bool(self.learn_temperature),
+            head="linear" if self.loss == "cross_entropy" else "text",
+            aux_heads=bool(self.self_distillation), dropout=float(self.dropout))
+        criterion = ContrastiveCriterion(
+            loss=self.loss, distill=bool(self.self_distillation),
+            distill_temperature=self.distill_temperature, aux_ce_weight=self.aux_ce_weight,
+            distill_weight=self.distill_weight)
+        return MMLGNetModule, module_kwargs, criterion
+
+    @property
+    def temperature_(self):
+        """The (possibly learnt) softmax temperature after fit."""
+        check_is_fitted(self, "net_")
+        scale = float(self.net_.module_.logit_scale.detach().clamp(max=np.log(100.0)))
+        return float(np.exp(-scale))
+
+
+class SDHSIClassifier(_SkorchPatchClassifier):
+    """SDHSI-Net: an HSI-only spectral-spatial CNN trained with self-distillation.
+
+    A HybridSN-like backbone (3-D convolutions over band x row x col, then a 2-D
+    convolution, then a fully connected head) with a linear student head after every
+    convolutional stage. Loss: ``CE(final) + a * sum CE(student)
+    + b * sum KL(student / T || final / T) * T^2`` with the final head detached as
+    teacher. Inference uses the final head only. Reduce the bands first (e.g. with
+    :class:`~sklearn_mmlgnet.preprocessing.SpectralPCA`, 30 components in the paper).
+
+    Parameters
+    ----------
+    patch_size : int or None, default=None
+        Odd centre-crop size; ``None`` uses the full patches.
+    conv3d_channels : tuple of int, default=(8, 16, 32)
+    spectral_kernels : tuple of int, default=(7, 5, 3)
+        Spectral extent of each 3-D kernel (shrunk when there are few bands).
+    conv2d_channels : int, default=64
+    hidden : int, default=256
+    dropout : float, default=0.4
+    self_distillation : bool, default=True
+        ``False`` trains the final head alone (the ablation).
+    distill_temperature, distill_weight, aux_ce_weight : float, default=5.0, 0.1, 0.8
+    lr, weight_decay, max_epochs, batch_size, train_split, callbacks, warm_start,
+    verbose, device, random_state
+        As in :class:`MMLGNetClassifier`.
+
+    Attributes
+    ----------
+    classes_, n_features_in_, patch_size_, net_, history_
+        As in :class:`MMLGNetClassifier`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_mmlgnet import SDHSIClassifier
+    >>> rng = np.random.RandomState(0)
+    >>> y = np.repeat([0, 1], 20)
+    >>> X = rng.normal(size=(40, 10, 5, 5)).astype("float32") + y[:, None, None, None]
+    >>> clf = SDHSIClassifier(max_epochs=15, lr=1e-2, random_state=0).fit(X, y)
+    >>> sorted(clf.head_scores(X, y))
+    ['final', 'stage_1', 'stage_2', 'stage_3', 'stage_4']
+    """
+
+    def __init__(self, patch_size=None, conv3d_channels=(8, 16, 32), spectral_kernels=(7, 5, 3),
+                 conv2d_channels=64, hidden=256, dropout=0.4, self_distillation=True,
+                 distill_temperature=5.0, distill_weight=0.1, aux_ce_weight=0.8, lr=1e-3,
+                 weight_decay=0.0, max_epochs=50, batch_size=64, train_split=None,
+                 callbacks=None, warm_start=False, verbose=0, device="cpu", random_state=None):
+        self.patch_size = patch_size
+        self.conv3d_channels = conv3d_channels
+        self.spectral_kernels = spectral_kernels
+        self.conv2d_channels = conv2d_channels
+        self.hidden = hidden
+        self.dropout = dropout
+        self.self_distillation = self_distillation
+        self.distill_temperature = distill_temperature
+        self.distill_weight = distill_weight
+        self.aux_ce_weight = aux_ce_weight
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.train_split = train_split
+        self.callbacks = callbacks
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.device = device
+        self.random_state = random_state
+
+    def _module_and_criterion(self, X, y_idx):
+        conv3d = check_channels(self.conv3d_channels, "conv3d_channels")
+        kernels = check_channels(self.spectral_kernels, "spectral_kernels")
+        if len(kernels) != len(conv3d):
+            raise ValueError(
+                f"spectral_kernels has {len(kernels)} entries but conv3d_channels has "
+                f"{len(conv3d)}; give one spectral kernel size per 3-D stage.")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1); got {self.dropout!r}.")
+        module_kwargs = dict(
+            n_bands=X.shape[1], n_classes=len(self.classes_), conv3d_channels=conv3d,
+            spectral_kernels=kernels,
+            conv2d_channels=check_positive_int(self.conv2d_channels, "conv2d_channels"),
+            hidden=check_positive_int(self.hidden, "hidden"), dropout=float(self.dropout))
+        criterion = ContrastiveCriterion(
+            loss="cross_entropy", distill=bool(self.self_distillation),
+            distill_temperature=self.distill_temperature, aux_ce_weight=self.aux_ce_weight,
+            distill_weight=self.distill_weight)
+        return SDHSINet, module_kwargs, criterion

@@ -1,0 +1,111 @@
+"""Training losses: symmetric multi-positive contrastive loss and self-distillation.
+
+All losses take ``logits`` of shape (batch, n_classes) where
+``logits[i, c] = cos(visual_i, text_c) / temperature``, and integer targets.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def symmetric_contrastive_loss(logits, y):
+    """Image->text plus text->image loss with every same-class sample a positive.
+
+    The image->text direction is the usual cross-entropy over classes. In the
+    text->image direction each class present in the batch is a query over the batch's
+    samples; since a batch usually holds several samples of a class, the target is
+    uniform over all of them (multi-positive), not CLIP's ``arange(batch)``. The two
+    directions are averaged.
+
+    Parameters
+    ----------
+    logits : Tensor of shape (n_samples, n_classes)
+    y : LongTensor of shape (n_samples,)
+
+    Returns
+    -------
+    loss : scalar Tensor
+
+    Examples
+    --------
+    >>> import torch
+    >>> logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]])
+    >>> y = torch.tensor([0, 1, 0])
+    >>> round(float(symmetric_contrastive_loss(logits, y)), 4)
+    0.4736
+    """
+    i2t = F.cross_entropy(logits, y)
+    onehot = F.one_hot(y, logits.shape[1]).to(logits.dtype)  # (n, C)
+    present = onehot.sum(0) > 0
+    # Rows: classes in the batch; columns: samples. Target: uniform over positives.
+    t2i_logits = logits.t()[present]
+    targets = onehot.t()[present]
+    targets = targets / targets.sum(1, keepdim=True)
+    t2i = F.cross_entropy(t2i_logits, targets)
+    return 0.5 * (i2t + t2i)
+
+
+def self_distillation_loss(final_logits, aux_logits, y, *, temperature=5.0, aux_ce_weight=0.8,
+                           distill_weight=0.1):
+    """The SDHSI-Net auxiliary terms: ``a * sum CE(aux) + b * sum KL(aux/T || final/T) * T^2``.
+
+    The final head is the teacher and is detached, so the KL term moves only the
+    students. The main loss of the final head is added by the caller.
+
+    Examples
+    --------
+    >>> import torch
+    >>> final = torch.tensor([[3.0, 0.0]])
+    >>> aux = [torch.tensor([[3.0, 0.0]])]
+    >>> y = torch.tensor([0])
+    >>> # identical student and teacher: KL is 0, only 0.8 * CE remains
+    >>> round(float(self_distillation_loss(final, aux, y)), 4)
+    0.0388
+    """
+    T = float(temperature)
+    teacher = F.softmax(final_logits.detach() / T, dim=1)
+    total = final_logits.new_zeros(())
+    for logits in aux_logits:
+        ce = F.cross_entropy(logits, y)
+        kl = F.kl_div(F.log_softmax(logits / T, dim=1), teacher, reduction="batchmean")
+        total = total + aux_ce_weight * ce + distill_weight * kl * T * T
+    return total
+
+
+class ContrastiveCriterion(nn.Module):
+    """skorch criterion: the language-guided loss, plus self-distillation when enabled.
+
+    Parameters
+    ----------
+    loss : {"symmetric", "image_to_text", "cross_entropy"}
+        ``"symmetric"`` is MMLGNet's bi-directional loss, ``"image_to_text"`` the
+        ablation with one direction (plain cross-entropy over class similarities).
+    distill : bool
+        Whether the module's output carries auxiliary logits to distil.
+    """
+
+    def __init__(self, loss="symmetric", distill=False, distill_temperature=5.0,
+                 aux_ce_weight=0.8, distill_weight=0.1):
+        super().__init__()
+        self.loss = loss
+        self.distill = distill
+        self.distill_temperature = distill_temperature
+        self.aux_ce_weight = aux_ce_weight
+        self.distill_weight = distill_weight
+
+    def forward(self, y_pred, y):
+        aux = []
+        if isinstance(y_pred, tuple):
+            y_pred, aux = y_pred
+        if self.loss == "symmetric":
+            main = symmetric_contrastive_loss(y_pred, y)
+        else:  # "image_to_text" and "cross_entropy" are both CE over class logits
+            main = F.cross_entropy(y_pred, y)
+        if self.distill and aux:
+            main = main + self_distillation_loss(
+                y_pred, aux, y, temperature=self.distill_temperature,
+                aux_ce_weight=self.aux_ce_weight, distill_weight=self.distill_weight)
+        return main

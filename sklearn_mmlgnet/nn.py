@@ -1,0 +1,192 @@
+"""Torch modules: convolutional encoders, fusion, projection and heads.
+
+:class:`MMLGNetModule` is MMLGNet's visual side (HSI and LiDAR encoders, fusion,
+projection into the text space, cosine-similarity logits). :class:`SDHSINet` is the
+HybridSN-like spectral-spatial backbone of the HSI-only SDHSI-Net. Both return the
+final logits at inference and ``(final, [aux, ...])`` while training with
+auxiliary heads, so self-distillation costs nothing at predict time.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# CLIP clamps its learnable logit scale at 100 (temperature >= 0.01) for stability.
+_MAX_LOGIT_SCALE = math.log(100.0)
+
+
+class ConvEncoder(nn.Module):
+    """A light 2-D convolutional stack: (conv 3x3, batch norm, ReLU) per stage.
+
+    ``forward`` returns the globally average-pooled features of every stage, so
+    auxiliary heads can read the intermediate ones.
+
+    Examples
+    --------
+    >>> import torch
+    >>> enc = ConvEncoder(4, (8, 16))
+    >>> [f.shape for f in enc(torch.zeros(2, 4, 5, 5))]
+    [torch.Size([2, 8]), torch.Size([2, 16])]
+    """
+
+    def __init__(self, in_channels, channels):
+        super().__init__()
+        stages, prev = [], in_channels
+        for width in channels:
+            stages.append(nn.Sequential(
+                nn.Conv2d(prev, width, kernel_size=3, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+            ))
+            prev = width
+        self.stages = nn.ModuleList(stages)
+        self.out_features = prev
+
+    def forward(self, x):
+        pooled = []
+        for stage in self.stages:
+            x = stage(x)
+            pooled.append(x.mean(dim=(2, 3)))
+        return pooled
+
+
+class TextSimilarityHead(nn.Module):
+    """Project features to the text space and score them against class embeddings.
+
+    ``logits = scale * cos(proj(features), text_c)`` with ``scale = 1 / temperature``.
+    The text embeddings are a buffer: frozen, saved with the module, never trained.
+    """
+
+    def __init__(self, in_features, text_embeddings, logit_scale):
+        super().__init__()
+        self.proj = nn.Linear(in_features, text_embeddings.shape[1])
+        self.logit_scale = logit_scale  # shared nn.Parameter
+        self.register_buffer("text", F.normalize(text_embeddings.float(), dim=1))
+
+    def forward(self, features):
+        v = F.normalize(self.proj(features), dim=1)
+        scale = self.logit_scale.clamp(max=_MAX_LOGIT_SCALE).exp()
+        return scale * v @ self.text.t()
+
+
+class MMLGNetModule(nn.Module):
+    """MMLGNet's visual network: HSI and LiDAR CNN encoders, fusion, projection, head.
+
+    Parameters
+    ----------
+    n_hsi_bands, n_lidar_bands : int
+        Bands of each modality, HSI first on the channel axis. ``n_lidar_bands=0``
+        builds an HSI-only network.
+    text_embeddings : Tensor of shape (n_classes, dim)
+        Class text embeddings (frozen). With ``head="linear"`` only their count is used.
+    hsi_channels, lidar_channels : tuple of int
+        Widths of the encoder stages.
+    fusion_dim : int
+        Width of the fused representation.
+    temperature : float
+        Initial softmax temperature; logits are cosine similarities / temperature.
+    learn_temperature : bool
+        Whether the temperature is trained (as CLIP's log logit scale).
+    head : {"text", "linear"}
+        ``"text"`` scores against the class text embeddings (MMLGNet); ``"linear"`` is
+        the no-language ablation, a plain linear classifier on the fused features.
+    aux_heads : bool
+        Add a head after each encoder stage but the last (for self-distillation).
+    dropout : float
+        Dropout before the projection.
+    """
+
+    def __init__(self, n_hsi_bands, n_lidar_bands, text_embeddings, hsi_channels=(64, 128),
+                 lidar_channels=(32, 64), fusion_dim=256, temperature=0.07,
+                 learn_temperature=False, head="text", aux_heads=False, dropout=0.1):
+        super().__init__()
+        self.n_hsi_bands = n_hsi_bands
+        self.hsi = ConvEncoder(n_hsi_bands, hsi_channels)
+        self.lidar = ConvEncoder(n_lidar_bands, lidar_channels) if n_lidar_bands else None
+        fused_in = self.hsi.out_features + (self.lidar.out_features if self.lidar else 0)
+        self.fusion = nn.Sequential(
+            nn.Linear(fused_in, fusion_dim), nn.ReLU(inplace=True), nn.Dropout(dropout))
+        self.logit_scale = nn.Parameter(
+            torch.tensor(math.log(1.0 / temperature)), requires_grad=learn_temperature)
+        n_classes = text_embeddings.shape[0]
+
+        def make_head(in_features):
+            if head == "text":
+                return TextSimilarityHead(in_features, text_embeddings, self.logit_scale)
+            return nn.Linear(in_features, n_classes)
+
+        self.head = make_head(fusion_dim)
+        self.aux = nn.ModuleList()
+        if aux_heads:
+            n_stages = max(len(hsi_channels), len(lidar_channels) if self.lidar else 0)
+            for k in range(n_stages - 1):
+                width = (hsi_channels[k] if k < len(hsi_channels) else 0)
+                if self.lidar is not None and k < len(lidar_channels):
+                    width += lidar_channels[k]
+                self.aux.append(make_head(width))
+
+    def forward(self, X, return_aux=False):
+        feats_h = self.hsi(X[:, : self.n_hsi_bands])
+        feats_l = self.lidar(X[:, self.n_hsi_bands:]) if self.lidar is not None else []
+        fused = torch.cat([feats_h[-1]] + feats_l[-1:], dim=1)
+        logits = self.head(self.fusion(fused))
+        if not (self.aux and (self.training or return_aux)):
+            return logits
+        aux = []
+        for k, head in enumerate(self.aux):
+            parts = [f[k] for f in (feats_h, feats_l) if k < len(f)]
+            aux.append(head(torch.cat(parts, dim=1)))
+        return logits, aux
+
+
+class SDHSINet(nn.Module):
+    """HybridSN-like spectral-spatial CNN with auxiliary heads (SDHSI-Net).
+
+    3-D convolutions over (band, row, col), then a 2-D convolution over the stacked
+    spectral feature maps, then a fully connected head. A linear head reads the pooled
+    output of every convolutional stage; they are the students of self-distillation.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = SDHSINet(n_bands=30, n_classes=4).eval()
+    >>> net(torch.zeros(2, 30, 9, 9)).shape
+    torch.Size([2, 4])
+    """
+
+    def __init__(self, n_bands, n_classes, conv3d_channels=(8, 16, 32), spectral_kernels=(7, 5, 3),
+                 conv2d_channels=64, hidden=256, dropout=0.4):
+        super().__init__()
+        stages3d, prev, depth = [], 1, n_bands
+        for width, k in zip(conv3d_channels, spectral_kernels):
+            k = max(1, min(k, depth))  # few bands: shrink the spectral kernel, never fail
+            stages3d.append(nn.Sequential(
+                nn.Conv3d(prev, width, kernel_size=(k, 3, 3), padding=(0, 1, 1), bias=False),
+                nn.BatchNorm3d(width), nn.ReLU(inplace=True)))
+            prev, depth = width, depth - k + 1
+        self.stages3d = nn.ModuleList(stages3d)
+        self.conv2d = nn.Sequential(
+            nn.Conv2d(prev * depth, conv2d_channels, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(conv2d_channels), nn.ReLU(inplace=True))
+        self.fc = nn.Sequential(nn.Linear(conv2d_channels, hidden), nn.ReLU(inplace=True),
+                                nn.Dropout(dropout), nn.Linear(hidden, n_classes))
+        self.aux = nn.ModuleList(
+            [nn.Linear(w, n_classes) for w in conv3d_channels[: len(stages3d)]]
+            + [nn.Linear(conv2d_channels, n_classes)])
+
+    def forward(self, X, return_aux=False):
+        x = X.unsqueeze(1)
+        pooled = []
+        for stage in self.stages3d:
+            x = stage(x)
+            pooled.append(x.mean(dim=(2, 3, 4)))
+        x = self.conv2d(x.flatten(1, 2))
+        pooled.append(x.mean(dim=(2, 3)))
+        logits = self.fc(pooled[-1])
+        if not (self.training or return_aux):
+            return logits
+        return logits, [head(p) for head, p in zip(self.aux, pooled)]

@@ -1,0 +1,242 @@
+"""Patch extraction from co-registered HSI + LiDAR scenes, and full-scene prediction.
+
+Scenes are channel-last arrays: ``hsi`` of shape (H, W, B) and ``lidar`` of shape
+(H, W, L) (or (H, W) for one raster). Patches come out channel-first, HSI bands
+then LiDAR bands: (n, B + L, P, P) float32, the layout the estimators take.
+
+Nothing here copies a whole padded scene. :func:`extract_patches` gathers each
+patch through border-aware index maps, and :func:`iter_scene_patches` walks the
+scene in blocks of rows, padding only that block and cutting it with
+:func:`numpy.lib.stride_tricks.sliding_window_view` (a zero-copy window view), so
+a batch costs only its own memory whatever the scene size.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+PAD_MODES = ("reflect", "symmetric", "edge", "constant")
+
+
+def _check_scene(hsi, lidar):
+    hsi = np.asarray(hsi)
+    if hsi.ndim != 3:
+        raise ValueError(f"hsi must be a cube of shape (H, W, B); got shape {hsi.shape}.")
+    if lidar is None:
+        lidar = np.zeros(hsi.shape[:2] + (0,), dtype=np.float32)
+    lidar = np.asarray(lidar)
+    if lidar.ndim == 2:
+        lidar = lidar[:, :, None]
+    if lidar.ndim != 3 or lidar.shape[:2] != hsi.shape[:2]:
+        raise ValueError(
+            f"lidar must have shape (H, W) or (H, W, L) with the HSI's H x W = {hsi.shape[:2]}; "
+            f"got {lidar.shape}.")
+    return hsi, lidar
+
+
+def _check_patch_size(patch_size, shape):
+    if not isinstance(patch_size, numbers.Integral) or patch_size < 1 or patch_size % 2 == 0:
+        raise ValueError(f"patch_size must be an odd positive int; got {patch_size!r}.")
+    if patch_size > 2 * min(shape) - 1:
+        raise ValueError(
+            f"patch_size={patch_size} is too large for a {shape[0]} x {shape[1]} scene; "
+            f"at most {2 * min(shape) - 1} can be padded.")
+    return int(patch_size)
+
+
+def _check_pad_mode(pad_mode):
+    if pad_mode not in PAD_MODES:
+        raise ValueError(f"pad_mode must be one of {PAD_MODES}; got {pad_mode!r}.")
+    return pad_mode
+
+
+def _border_index(idx, n, mode):
+    """Map indices that may fall outside [0, n) back inside, as np.pad's modes do.
+
+    Returns (index, valid); ``valid`` is False where ``mode="constant"`` pads zeros.
+    """
+    idx = np.asarray(idx)
+    valid = (idx >= 0) & (idx < n)
+    if mode == "edge" or mode == "constant":
+        return np.clip(idx, 0, n - 1), valid
+    if mode == "reflect":  # ... 2 1 | 0 1 2 ... n-1 | n-2 ...
+        period = 2 * (n - 1) if n > 1 else 1
+        m = np.mod(idx, period)
+        return np.where(m < n, m, period - m), valid
+    period = 2 * n  # symmetric: ... 1 0 | 0 1 ... n-1 | n-1 ...
+    m = np.mod(idx, period)
+    return np.where(m < n, m, period - 1 - m), valid
+
+
+def extract_patches(hsi, lidar, rows, cols, patch_size=11, pad_mode="reflect"):
+    """Patches centred on the given pixels, HSI bands first, borders padded.
+
+    Parameters
+    ----------
+    hsi : array of shape (H, W, B)
+    lidar : array of shape (H, W, L) or (H, W), or None
+    rows, cols : array-like of int, shape (n,)
+        Pixel coordinates of the patch centres.
+    patch_size : int, default=11
+        Odd patch side P.
+    pad_mode : {"reflect", "symmetric", "edge", "constant"}, default="reflect"
+        How pixels beyond the scene border are filled (as :func:`numpy.pad`).
+
+    Returns
+    -------
+    patches : ndarray of shape (n, B + L, P, P), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> hsi = np.arange(5 * 6 * 2, dtype=float).reshape(5, 6, 2)
+    >>> lidar = np.ones((5, 6))
+    >>> extract_patches(hsi, lidar, [0, 2], [0, 3], patch_size=3).shape
+    (2, 3, 3, 3)
+    """
+    hsi, lidar = _check_scene(hsi, lidar)
+    H, W = hsi.shape[:2]
+    P = _check_patch_size(patch_size, (H, W))
+    _check_pad_mode(pad_mode)
+    rows = np.asarray(rows, dtype=np.intp).ravel()
+    cols = np.asarray(cols, dtype=np.intp).ravel()
+    if rows.shape != cols.shape:
+        raise ValueError(f"rows and cols must have the same length; got {rows.shape} and {cols.shape}.")
+    if rows.size and (rows.min() < 0 or rows.max() >= H or cols.min() < 0 or cols.max() >= W):
+        raise ValueError(f"rows/cols must lie inside the {H} x {W} scene.")
+    offsets = np.arange(P) - P // 2
+    ri, rv = _border_index(rows[:, None] + offsets, H, pad_mode)  # (n, P)
+    ci, cv = _border_index(cols[:, None] + offsets, W, pad_mode)
+    parts = []
+    for cube in (hsi, lidar):
+        if cube.shape[2]:
+            # (n, P, P, C) gathered straight from the scene: no padded copy.
+            parts.append(cube[ri[:, :, None], ci[:, None, :]].astype(np.float32, copy=False))
+    out = np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+    if pad_mode == "constant":
+        out = out * (rv[:, :, None] & cv[:, None, :])[..., None]
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+def iter_scene_patches(hsi, lidar, patch_size=11, batch_size=4096, pad_mode="reflect", mask=None):
+    """Walk every pixel of a scene in batches of patches, in bounded memory.
+
+    Parameters
+    ----------
+    hsi, lidar, patch_size, pad_mode
+        As in :func:`extract_patches`.
+    batch_size : int, default=4096
+        Approximate number of pixels (patches) per batch; a batch is a block of
+        whole rows, at least one.
+    mask : array of shape (H, W) of bool, optional
+        Only these pixels are yielded.
+
+    Yields
+    ------
+    rows, cols : ndarray of int
+        Coordinates of the batch's pixels.
+    patches : ndarray of shape (n, B + L, P, P), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> hsi = np.zeros((10, 8, 3)); lidar = np.zeros((10, 8))
+    >>> sum(len(r) for r, c, p in iter_scene_patches(hsi, lidar, 5, batch_size=16))
+    80
+    """
+    hsi, lidar = _check_scene(hsi, lidar)
+    H, W = hsi.shape[:2]
+    P = _check_patch_size(patch_size, (H, W))
+    _check_pad_mode(pad_mode)
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (H, W):
+            raise ValueError(f"mask must have the scene's shape {(H, W)}; got {mask.shape}.")
+    h = P // 2
+    rows_per_block = max(1, int(batch_size) // W)
+    col_idx, col_valid = _border_index(np.arange(-h, W + h), W, pad_mode)
+    for r0 in range(0, H, rows_per_block):
+        r1 = min(H, r0 + rows_per_block)
+        block_mask = np.ones((r1 - r0, W), bool) if mask is None else mask[r0:r1]
+        if not block_mask.any():
+            continue
+        row_idx, row_valid = _border_index(np.arange(r0 - h, r1 + h), H, pad_mode)
+        # Only this block of rows (plus its margins) is padded and stacked.
+        slab = np.concatenate(
+            [c[row_idx][:, col_idx].astype(np.float32, copy=False) for c in (hsi, lidar) if c.shape[2]],
+            axis=-1)
+        if pad_mode == "constant":
+            slab *= (row_valid[:, None] & col_valid[None, :])[..., None]
+        windows = sliding_window_view(slab, (P, P), axis=(0, 1))  # (rows, W, C, P, P), a view
+        br, bc = np.nonzero(block_mask)
+        yield br + r0, bc, np.ascontiguousarray(windows[br, bc])
+
+
+def predict_scene(estimator, hsi, lidar, patch_size=11, batch_size=4096, pad_mode="reflect",
+                  mask=None, fill_value=0, transform=None):
+    """Classify every pixel (or every masked pixel) of a scene in bounded memory.
+
+    Parameters
+    ----------
+    estimator : fitted classifier
+        Anything with ``predict`` on patch arrays (an MMLGNet classifier, or a
+        Pipeline such as ``CenterPixel() + SVC()``).
+    hsi, lidar, patch_size, batch_size, pad_mode, mask
+        As in :func:`iter_scene_patches`.
+    fill_value : scalar, default=0
+        Label written where ``mask`` is False.
+    transform : callable, optional
+        Applied to each batch of patches before ``predict`` (e.g. a scaler's
+        ``transform`` fitted outside the estimator).
+
+    Returns
+    -------
+    label_map : ndarray of shape (H, W)
+        The predicted labels, with the dtype of ``estimator.classes_``.
+    """
+    hsi, _ = _check_scene(hsi, lidar)
+    classes = getattr(estimator, "classes_", None)
+    dtype = classes.dtype if classes is not None else np.asarray(fill_value).dtype
+    if dtype.kind in "US":  # string labels: room for the longest name
+        dtype = np.result_type(dtype, np.asarray(fill_value).dtype)
+    out = np.full(hsi.shape[:2], fill_value, dtype=dtype)
+    for r, c, patches in iter_scene_patches(hsi, lidar, patch_size, batch_size, pad_mode, mask):
+        if transform is not None:
+            patches = transform(patches)
+        out[r, c] = estimator.predict(patches)
+    return out
+
+
+def labelled_patches(scene, mask, patch_size=11, pad_mode="reflect"):
+    """Patches and labels of the pixels of ``mask`` in a scene Bunch.
+
+    Parameters
+    ----------
+    scene : Bunch
+        From :mod:`sklearn_mmlgnet.datasets` (``hsi``, ``lidar``, ``labels``).
+    mask : array of shape (H, W), bool
+        E.g. ``scene.train_mask``; unlabelled pixels in it are skipped.
+    patch_size, pad_mode
+        As in :func:`extract_patches`.
+
+    Returns
+    -------
+    X : ndarray of shape (n, B + L, P, P), float32
+    y : ndarray of shape (n,), the integer labels
+    rows, cols : ndarray of shape (n,)
+
+    Examples
+    --------
+    >>> from sklearn_mmlgnet.datasets import make_hsi_lidar_scene
+    >>> scene = make_hsi_lidar_scene(n_rows=40, n_cols=80, n_bands=10)
+    >>> X, y, r, c = labelled_patches(scene, scene.train_mask, patch_size=5)
+    >>> X.shape[1:]
+    (11, 5, 5)
+    """
+    mask = np.asarray(mask, bool) & (scene.labels > 0)
+    rows, cols = np.nonzero(mask)
+    X = extract_patches(scene.hsi, scene.lidar, rows, cols, patch_size, pad_mode)
+    return X, scene.labels[rows, cols], rows, cols

