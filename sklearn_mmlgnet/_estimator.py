@@ -2,7 +2,7 @@
 
 Each estimator is a scikit-learn classifier whose ``__init__`` stores parameters
 only. ``fit`` validates the patch array, encodes the labels, builds a
-:class:`skorch.NeuralNet` (kept as ``net_``) and trains it with skorch's loop, so
+:class:`skorch.NeuralNetClassifier` (kept as ``net_``) and trains it with skorch's loop, so
 skorch's callbacks, history, device handling, progress output and warm start all
 apply. Wrapping rather than subclassing keeps the scikit-learn contract exact
 (``get_params``, ``clone``, ``parametrize_with_checks``).
@@ -59,7 +59,7 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
             Class labels: the class names themselves (str) or any labels with
             ``class_names`` mapping them to names.
         **fit_params
-            Passed to :meth:`skorch.NeuralNet.fit`.
+            Passed to :meth:`skorch.NeuralNetClassifier.fit`.
 
         Returns
         -------
@@ -102,13 +102,13 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _make_net(self, module, module_kwargs, criterion, n_train):
-        from skorch import NeuralNet
+        from skorch import NeuralNetClassifier
 
         kwargs = {f"module__{k}": v for k, v in module_kwargs.items()}
         optimizer_kwargs = {}
         if self.weight_decay:
             optimizer_kwargs["optimizer__weight_decay"] = self.weight_decay
-        return NeuralNet(
+        return NeuralNetClassifier(
             module=module,
             criterion=criterion,
             optimizer=torch.optim.Adam,
@@ -178,7 +178,8 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
         -------
         y_pred : ndarray of shape (n_samples,)
         """
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)  # checks fitted-ness before classes_ is read
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def head_scores(self, X, y):
         """Accuracy of every classifier head on ``(X, y)``.
@@ -337,7 +338,7 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         Bands of X (HSI + LiDAR).
     n_hsi_bands_ : int
     patch_size_ : int
-    net_ : skorch.NeuralNet
+    net_ : skorch.NeuralNetClassifier
         The trained network.
     history_ : skorch.History
         Per-epoch training history.

@@ -39,17 +39,25 @@ def check_patches(X, *, name="X", allow_2d=True, dtype=np.float32):
         X = np.asarray(X)
     except (TypeError, ValueError) as exc:  # ragged lists and the like
         raise ValueError(f"{name} could not be converted to a numeric array: {exc}") from exc
+    if X.dtype.kind == "c":
+        raise ValueError(f"Complex data not supported: {name} has dtype {X.dtype}; real values are expected.")
     if X.dtype.kind not in "biuf":
-        if X.dtype.kind == "c":
-            raise ValueError(f"{name} has complex dtype {X.dtype}; real values are expected.")
         try:
             X = X.astype(np.float64)
-        except (TypeError, ValueError) as exc:
+        except TypeError as exc:  # e.g. a dict inside an object array
+            raise TypeError(f"{name} holds a non-numeric value: {exc}") from exc
+        except ValueError as exc:
             raise ValueError(
-                f"{name} has dtype {X.dtype} that cannot be converted to float: {exc}"
-            ) from exc
+                f"{name} has dtype {X.dtype} that cannot be converted to float: {exc}") from exc
     if X.ndim == 2 and allow_2d:
+        if X.shape[1] == 0:
+            raise ValueError(
+                f"{name} has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
         X = X[:, :, None, None]
+    if X.ndim == 1:
+        raise ValueError(
+            f"{name} is 1-D with shape {X.shape}; patch arrays (n_samples, n_bands, P, P) are "
+            "expected. Reshape your data, e.g. with X.reshape(1, -1) for a single pixel's bands.")
     if X.ndim != 4:
         expected = "(n_samples, n_bands, P, P)"
         if allow_2d:

@@ -15,13 +15,18 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, make_scorer
 
 
-def _confusion(y_true, y_pred, labels=None):
+def _check_pair(y_true, y_pred):
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.shape != y_pred.shape or y_true.ndim != 1:
         raise ValueError(
             f"y_true and y_pred must be 1-D of the same length; got {y_true.shape} and {y_pred.shape}.")
     if y_true.size == 0:
         raise ValueError("y_true is empty.")
+    return y_true, y_pred
+
+
+def _confusion(y_true, y_pred, labels=None):
+    y_true, y_pred = _check_pair(y_true, y_pred)
     if labels is None:
         labels = np.unique(y_true)
     return confusion_matrix(y_true, y_pred, labels=labels), np.asarray(labels)
@@ -35,8 +40,7 @@ def overall_accuracy(y_true, y_pred):
     >>> overall_accuracy([1, 1, 2, 2], [1, 2, 2, 2])
     0.75
     """
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    _confusion(y_true, y_true)  # shape checks
+    y_true, y_pred = _check_pair(y_true, y_pred)
     return float(np.mean(y_true == y_pred))
 
 

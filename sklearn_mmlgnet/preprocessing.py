@@ -20,7 +20,9 @@ from ._validation import check_band_split, check_patches
 
 def _as_patches(X, name="X"):
     """(patches, was_2d): validated float array of rank 4 and whether X was 2-D."""
-    was_2d = np.ndim(X) == 2
+    if not hasattr(X, "toarray"):  # sparse input gets check_patches' TypeError
+        X = np.asarray(X)
+    was_2d = getattr(X, "ndim", None) == 2
     return check_patches(X, name=name, dtype=np.float64 if was_2d else np.float32), was_2d
 
 

@@ -177,17 +177,15 @@ class OpenCLIPTextEncoder(TextEncoder):
         import torch
 
         weights = self._resolve_weights()
+        if weights is None:
+            warnings.warn(
+                f"clip_pretrained=None: using the {self.model} text tower with random weights "
+                f"(seed={self.seed}); class names carry no language prior.",
+                UserWarning, stacklevel=3)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # QuickGELU notes for OpenAI weights
-            if weights is None:
-                warnings.warn(
-                    f"clip_pretrained=None: using the {self.model} text tower with random weights "
-                    f"(seed={self.seed}); class names carry no language prior.",
-                    UserWarning, stacklevel=3)
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(self.seed)
-                    model = open_clip.create_model(self.model, pretrained=None, device=self.device)
-            else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed)  # the random weights, when there are no others
                 model = open_clip.create_model(self.model, pretrained=weights, device=self.device,
                                                cache_dir=self.cache_dir)
         tokenizer = open_clip.get_tokenizer(self.model)

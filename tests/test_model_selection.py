@@ -1,0 +1,98 @@
+"""Per-class sampling, the Trento standard counts, spatially disjoint splits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.ndimage import maximum_filter
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import make_pipeline
+
+from sklearn_mmlgnet import CenterPixel
+from sklearn_mmlgnet.model_selection import (
+    TRENTO_TRAIN_COUNTS,
+    SpatialBlockKFold,
+    sample_per_class,
+    spatially_disjoint_split,
+    trento_standard_split,
+)
+
+from .conftest import SHARED_DATA, requires_shared
+
+
+def _labels(seed=0, shape=(60, 80), n_classes=4):
+    rng = np.random.RandomState(seed)
+    lab = rng.randint(0, n_classes + 1, size=shape)
+    return lab
+
+
+def test_sample_per_class_counts_fraction_and_repeatability():
+    lab = _labels()
+    tr, te = sample_per_class(lab, n_per_class=10, random_state=0)
+    assert all(((lab == c) & tr).sum() == 10 for c in range(1, 5))
+    assert not (tr & te).any() and ((tr | te) == (lab > 0)).all()
+    tr2, _ = sample_per_class(lab, n_per_class=10, random_state=0)
+    np.testing.assert_array_equal(tr, tr2)
+    trf, _ = sample_per_class(lab, fraction=0.05, random_state=1)
+    for c in range(1, 5):
+        assert ((lab == c) & trf).sum() == round(0.05 * (lab == c).sum())
+    with pytest.raises(ValueError, match="exactly one"):
+        sample_per_class(lab)
+    with pytest.raises(ValueError, match="fraction must be"):
+        sample_per_class(lab, fraction=1.5)
+
+
+@requires_shared
+def test_trento_standard_split_exact_counts_on_the_real_ground_truth():
+    from sklearn_mmlgnet.datasets._base import read_mat
+
+    labels = read_mat(SHARED_DATA / "trento_partial" / "allgrd.mat", "mask_test").astype(int)
+    tr, te = trento_standard_split(labels, random_state=0)
+    assert tr.sum() == 819 and te.sum() == 29395
+    for c, n in TRENTO_TRAIN_COUNTS.items():
+        assert ((labels == c) & tr).sum() == n
+
+
+def _patch_overlap(tr, te, P):
+    """True if some training patch shares a pixel with some test patch."""
+    h = P // 2
+    grow = lambda m: maximum_filter(m.astype(np.uint8), size=2 * h + 1, mode="constant") > 0
+    return bool((grow(tr) & grow(te)).any())
+
+
+@pytest.mark.parametrize("P", [5, 11])
+def test_spatially_disjoint_split_has_no_patch_overlap(P):
+    lab = np.kron(_labels(shape=(12, 16)), np.ones((8, 8), int))  # parcels, 96 x 128
+    tr, te = spatially_disjoint_split(lab, patch_size=P, block_size=24, test_size=0.5, random_state=0)
+    assert tr.any() and te.any()
+    assert not (tr & te).any()
+    assert not _patch_overlap(tr, te, P)
+    # a random per-class split of the same map does overlap: that is the leak avoided
+    rtr, rte = sample_per_class(lab, fraction=0.3, random_state=0)
+    assert _patch_overlap(rtr, rte, P)
+    frac = te.sum() / (lab > 0).sum()
+    assert 0.3 < frac < 0.7
+
+
+def test_spatial_block_kfold_is_a_cv_splitter_without_overlap():
+    r, c = np.indices((48, 48))
+    r, c = r.ravel(), c.ravel()
+    cv = SpatialBlockKFold(r, c, n_splits=3, block_size=12, patch_size=5, random_state=0)
+    folds = list(cv.split(r))
+    assert len(folds) == 3
+    assert sorted(np.concatenate([te for _, te in folds]).tolist()) == list(range(len(r)))
+    for tr, te in folds:
+        grid_tr = np.zeros((48, 48), bool)
+        grid_te = np.zeros((48, 48), bool)
+        grid_tr[r[tr], c[tr]] = True
+        grid_te[r[te], c[te]] = True
+        assert not _patch_overlap(grid_tr, grid_te, 5)
+    # usable as cv= in cross_val_score
+    X = np.random.RandomState(0).normal(size=(len(r), 3, 1, 1))
+    y = (r > 24).astype(int)
+    scores = cross_val_score(make_pipeline(CenterPixel(), RandomForestClassifier(5, random_state=0)),
+                             X, y, cv=cv)
+    assert scores.shape == (3,)
+    with pytest.raises(ValueError, match="more than the"):
+        list(SpatialBlockKFold(r, c, n_splits=50, block_size=12).split(r))

@@ -1,0 +1,52 @@
+"""scikit-learn's estimator checks on every estimator and transformer of the package."""
+
+from __future__ import annotations
+
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sklearn_mmlgnet import (
+    BandStandardScaler,
+    CenterPixel,
+    MMLGNetClassifier,
+    SDHSIClassifier,
+    SpectralPCA,
+)
+
+from .conftest import HAS_ST
+
+# The checks feed 2-D arrays (n_samples, n_features); the estimators read them as
+# single-pixel patches. Small networks and a high learning rate keep them fast.
+_SMALL = dict(max_epochs=25, lr=0.02, batch_size=32, random_state=0)
+ESTIMATORS = [
+    SDHSIClassifier(conv3d_channels=(4, 8), spectral_kernels=(3, 3), conv2d_channels=8, hidden=16,
+                    dropout=0.0, **_SMALL),
+    BandStandardScaler(),
+    SpectralPCA(n_components=2, n_lidar_bands=0, random_state=0),
+    CenterPixel(),
+]
+if HAS_ST:
+    # The packaged offline text model gives real embeddings for the checks' labels
+    # without CLIP weights or network.
+    ESTIMATORS.insert(0, MMLGNetClassifier(
+        n_lidar_bands=0, text_encoder="sentence-transformers", hsi_channels=(16,),
+        fusion_dim=16, dropout=0.0, **_SMALL))
+
+# Checks an estimator cannot pass, with the reason (parametrize_with_checks marks them xfail).
+EXPECTED_FAILED = {
+    "MMLGNetClassifier": {
+        "check_methods_subset_invariance": (
+            "float32 matrix products in torch differ with the batch's composition by ~3e-7 "
+            "relative, above the check's 1e-7 tolerance; the predicted labels are invariant"),
+    },
+}
+
+
+def _expected_failed(estimator):
+    return EXPECTED_FAILED.get(type(estimator).__name__, {})
+
+
+@pytest.mark.filterwarnings("ignore:y holds non-string labels")
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failed)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
