@@ -1,0 +1,175 @@
+"""The synthetic scene and the loaders, on the real shared files where present."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+import scipy.io
+from sklearn.ensemble import RandomForestClassifier
+
+from sklearn_mmlgnet.datasets import (
+    HOUSTON2013_CLASSES,
+    get_data_home,
+    load_houston2013,
+    load_jasper_ridge,
+    load_muufl,
+    load_trento,
+    make_hsi_lidar_scene,
+    read_envi_roi,
+)
+from sklearn_mmlgnet.metrics import overall_accuracy
+from sklearn_mmlgnet.patches import labelled_patches
+
+from .conftest import SHARED_DATA, requires_shared
+
+
+@pytest.fixture(scope="module")
+def default_scene():
+    return make_hsi_lidar_scene(random_state=0)
+
+
+def test_synthetic_scene_fields_and_determinism(default_scene):
+    s = default_scene
+    assert s.hsi.shape == (166, 600, 63) and s.hsi.dtype == np.float32
+    assert s.lidar.shape == (166, 600, 1) and s.labels.shape == (166, 600)
+    assert set(np.unique(s.labels)) == {0, 1, 2, 3, 4, 5, 6}
+    assert s.class_names[1] == "Apple trees" and len(s.class_names) == 6
+    assert not (s.train_mask & s.test_mask).any()
+    assert (s.labels[s.train_mask] > 0).all() and (s.labels[s.test_mask] > 0).all()
+    # Trento's training counts per class
+    assert [int((s.labels[s.train_mask] == c).sum()) for c in range(1, 7)] == [129, 125, 105, 154, 184, 122]
+    again = make_hsi_lidar_scene(n_rows=40, n_cols=60, n_bands=8, random_state=3)
+    np.testing.assert_array_equal(again.hsi, make_hsi_lidar_scene(n_rows=40, n_cols=60, n_bands=8,
+                                                                  random_state=3).hsi)
+    assert not np.array_equal(again.hsi, make_hsi_lidar_scene(n_rows=40, n_cols=60, n_bands=8,
+                                                              random_state=4).hsi)
+
+
+def test_synthetic_spectra_are_smooth_with_borders_mixed(default_scene):
+    s = default_scene
+    pixel = s.hsi[s.labels == 4][:200].mean(0)
+    # smooth: second differences small relative to the spectrum's range
+    assert np.abs(np.diff(pixel, 2)).max() < 0.15 * np.ptp(pixel)
+    # vegetation red edge: NIR (>750 nm) well above red (~670 nm)
+    wl = s.wavelengths
+    assert pixel[wl > 750].mean() > 2 * pixel[np.abs(wl - 670) < 20].mean()
+    assert (s.lidar[..., 0][s.labels == 4].mean() > s.lidar[..., 0][s.labels == 1].mean() + 3)
+
+
+def test_each_modality_alone_falls_short_of_both(default_scene):
+    s = default_scene
+    Xtr, ytr, _, _ = labelled_patches(s, s.train_mask, patch_size=1)
+    Xte, yte, _, _ = labelled_patches(s, s.test_mask, patch_size=1)
+    Xtr, Xte = Xtr[:, :, 0, 0], Xte[:, :, 0, 0]
+    oa = {}
+    for name, sl in {"hsi": slice(0, 63), "lidar": slice(63, 64), "both": slice(0, 64)}.items():
+        rf = RandomForestClassifier(100, random_state=0, n_jobs=2).fit(Xtr[:, sl], ytr)
+        oa[name] = overall_accuracy(yte, rf.predict(Xte[:, sl]))
+    assert oa["both"] > 0.9
+    assert oa["hsi"] < oa["both"] - 0.15 and oa["lidar"] < oa["both"] - 0.15
+
+
+def test_data_home_resolution(monkeypatch, tmp_path):
+    assert get_data_home(tmp_path) == tmp_path
+    monkeypatch.setenv("MMLGNET_DATA", str(tmp_path / "env"))
+    assert get_data_home() == tmp_path / "env"
+    monkeypatch.delenv("MMLGNET_DATA")
+    assert get_data_home().name == "sklearn_mmlgnet_data"
+
+
+def test_missing_files_say_which_file_goes_where(tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
+        load_trento(data_home=tmp_path)
+    msg = str(err.value)
+    assert "Italy_hsi.mat" in msg and str(tmp_path / "trento") in msg and "TRLabel.mat" in msg
+    with pytest.raises(FileNotFoundError, match="muufl_gulfport_campus_1_hsi_220_label.mat"):
+        load_muufl(data_home=tmp_path)
+    with pytest.raises(FileNotFoundError, match="2013_IEEE_GRSS_DF_Contest_CASI.tif"):
+        load_houston2013(data_home=tmp_path)
+
+
+def test_download_fails_fast_and_clearly_offline(tmp_path, monkeypatch):
+    import urllib.request
+
+    def offline(*a, **k):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(OSError, match="Could not download .* put it in"):
+        load_trento(data_home=tmp_path, download=True)
+    assert not any(tmp_path.rglob("*.zip"))  # nothing half written
+
+
+@requires_shared
+def test_load_trento_parses_the_real_lidar_and_ground_truth(tmp_path):
+    folder = tmp_path / "trento"
+    folder.mkdir()
+    for name in ("Italy_lidar.mat", "allgrd.mat"):
+        shutil.copy(SHARED_DATA / "trento_partial" / name, folder / name)
+    # The real 63-band cube is too large to carry here: stand in a generated one.
+    hsi = np.random.RandomState(0).rand(166, 600, 63).astype(np.float32)
+    scipy.io.savemat(folder / "Italy_hsi.mat", {"data": hsi})
+    s = load_trento(data_home=tmp_path, random_state=0)
+    assert s.hsi.shape == (166, 600, 63) and s.lidar.shape == (166, 600, 1)
+    assert np.bincount(s.labels.ravel()).tolist() == [69386, 4034, 2903, 479, 9123, 10501, 3174]
+    assert s.train_mask.sum() == 819 and s.test_mask.sum() == 29395
+    assert 0 <= s.lidar.min() and s.lidar.max() < 25  # elevation in metres
+    assert load_trento(data_home=tmp_path, all_lidar_rasters=True).lidar.shape == (166, 600, 2)
+    d = load_trento(data_home=tmp_path, split="disjoint")
+    assert not (d.train_mask & d.test_mask).any()
+
+
+@requires_shared
+def test_houston_envi_roi_parser_matches_the_gt_mat():
+    lab, names = read_envi_roi(
+        SHARED_DATA / "houston2013_labels" / "2013_IEEE_GRSS_DF_Contest_Samples_VA.txt", (349, 1905))
+    gt = scipy.io.loadmat(SHARED_DATA / "houston2013_labels" / "houston_gt.mat")["houston_gt_te"]
+    np.testing.assert_array_equal(lab, gt)
+    assert len(names) == 15 and names[0] == "grass_healthy" and (lab > 0).sum() == 12197
+
+
+@requires_shared
+def test_load_houston2013_mat_layout_uses_the_fixed_grss_split(tmp_path):
+    folder = tmp_path / "houston2013"
+    folder.mkdir()
+    shutil.copy(SHARED_DATA / "houston2013_labels" / "houston_gt.mat", folder)
+    rng = np.random.RandomState(0)
+    scipy.io.savemat(folder / "houston.mat", {"houston": rng.rand(349, 1905, 4).astype(np.float32)})
+    scipy.io.savemat(folder / "houston_lidar.mat", {"lidar": rng.rand(349, 1905).astype(np.float32)})
+    s = load_houston2013(data_home=tmp_path)
+    assert s.train_mask.sum() == 2832 and s.test_mask.sum() == 12197
+    assert not (s.train_mask & s.test_mask).any()
+    assert s.class_names == HOUSTON2013_CLASSES and s.lidar.shape == (349, 1905, 1)
+
+
+@requires_shared
+def test_load_jasper_ridge_real_scene():
+    s = load_jasper_ridge(data_home=SHARED_DATA, random_state=0)
+    assert s.hsi.shape == (100, 100, 198) and s.lidar.shape == (100, 100, 0)
+    assert np.bincount(s.labels.ravel()).tolist() == [0, 3493, 3326, 2428, 753]
+    assert 0 <= s.hsi.min() and s.hsi.max() < 1.5
+    assert not (s.train_mask & s.test_mask).any()
+    # pixels are column-major in the file: pixel (row 0, col 1) is column 100 of Y
+    Y = scipy.io.loadmat(SHARED_DATA / "jasper_ridge" / "JasperRidge2_R198.mat")["Y"]
+    np.testing.assert_allclose(s.hsi[0, 1], Y[:, 100] / 5000, rtol=1e-6)
+
+
+def test_load_muufl_gatorsense_struct_layout(tmp_path):
+    folder = tmp_path / "muufl"
+    folder.mkdir()
+    rng = np.random.RandomState(0)
+    labels = rng.randint(1, 12, size=(30, 20)).astype(float)
+    labels[:5] = -1
+    scene = {"Data": rng.rand(30, 20, 64), "Lidar": np.array([{"z": rng.rand(30, 20, 2)}], dtype=object),
+             "sceneLabels": {"labels": labels,
+                             "Materials_Type": np.array([f"m{i}" for i in range(1, 12)], dtype=object)}}
+    scipy.io.savemat(folder / "muufl_gulfport_campus_1_hsi_220_label.mat", {"hsi": scene})
+    s = load_muufl(data_home=tmp_path, split=0.2, random_state=0)
+    assert s.hsi.shape == (30, 20, 64) and s.lidar.shape == (30, 20, 2)
+    assert (s.labels[:5] == 0).all() and s.labels.max() == 11
+    assert s.class_names[1] == "m1"
+    with pytest.raises(ValueError, match="split must be"):
+        load_muufl(data_home=tmp_path, split="random")

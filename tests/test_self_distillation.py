@@ -1,0 +1,96 @@
+"""Self-distillation: the MMLGNet training option and the HSI-only SDHSIClassifier."""
+
+from __future__ import annotations
+
+import pickle
+import time
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import NotFittedError
+
+from sklearn_mmlgnet import MMLGNetClassifier, SDHSIClassifier
+from sklearn_mmlgnet.nn import MMLGNetModule, SDHSINet
+
+from .conftest import make_patches
+
+SD_FAST = dict(conv3d_channels=(4, 8), spectral_kernels=(3, 3), conv2d_channels=16, hidden=32,
+               max_epochs=15, lr=5e-3, batch_size=32, random_state=0)
+
+
+def test_mmlgnet_with_self_distillation_trains_aux_heads_and_reports_them():
+    X, y = make_patches(n_per_class=50)
+    clf = MMLGNetClassifier(text_embeddings=np.eye(3, 8), self_distillation=True,
+                            hsi_channels=(8, 16, 32), lidar_channels=(4, 8), fusion_dim=32,
+                            max_epochs=15, lr=5e-3, random_state=0).fit(X, y)
+    scores = clf.head_scores(X, y)
+    assert list(scores) == ["stage_1", "stage_2", "final"]
+    assert scores["final"] > 0.9
+    assert all(v > 0.5 for v in scores.values())  # the students learned too
+    assert scores["final"] == pytest.approx(clf.score(X, y))
+
+
+def test_aux_heads_are_skipped_at_inference():
+    module = MMLGNetModule(6, 1, torch.eye(3, 8), hsi_channels=(8, 16, 32), aux_heads=True)
+    x = torch.randn(4, 7, 5, 5)
+    module.train()
+    final, aux = module(x)
+    assert len(aux) == 2 and all(a.shape == (4, 3) for a in aux)
+    module.eval()
+    out = module(x)
+    assert isinstance(out, torch.Tensor) and out.shape == (4, 3)
+    calls = []
+    for head in module.aux:
+        head.register_forward_hook(lambda *a: calls.append(1))
+    module(x)
+    assert not calls  # no student head runs at predict time
+
+
+def test_sdhsi_learns_and_reports_per_head_accuracy():
+    X, y = make_patches(n_per_class=50, n_hsi=12, n_lidar=0, P=7)
+    clf = SDHSIClassifier(**SD_FAST).fit(X, y)
+    X_test, y_test = make_patches(n_per_class=20, n_hsi=12, n_lidar=0, P=7, seed=5)
+    assert clf.score(X_test, y_test) > 0.9
+    scores = clf.head_scores(X_test, y_test)
+    assert list(scores) == ["stage_1", "stage_2", "stage_3", "final"]
+
+
+def test_sdhsi_self_distillation_changes_training():
+    X, y = make_patches(n_hsi=12, n_lidar=0)
+    with_sd = SDHSIClassifier(**SD_FAST).fit(X, y)
+    without = SDHSIClassifier(self_distillation=False, **SD_FAST).fit(X, y)
+    # same seed, same data: only the loss differs
+    assert with_sd.history_[-1, "train_loss"] != without.history_[-1, "train_loss"]
+
+
+def test_sdhsi_sklearn_contract():
+    X, y = make_patches(n_hsi=12, n_lidar=0, labels=["Tree", "Water", "Dirt"])
+    clf = SDHSIClassifier(**SD_FAST)
+    with pytest.raises(NotFittedError):
+        clf.predict(X)
+    clf.fit(X, y)
+    assert set(clf.predict(X)) <= {"Tree", "Water", "Dirt"}
+    p = clf.predict_proba(X)
+    np.testing.assert_allclose(p.sum(1), 1, atol=1e-12)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(X), p)
+    np.testing.assert_array_equal(SDHSIClassifier(**SD_FAST).fit(X, y).predict_proba(X), p)
+    with pytest.raises(ValueError, match="X has 11 features, but SDHSIClassifier is expecting 12"):
+        clf.predict(X[:, :11])
+    with pytest.raises(ValueError, match="spectral_kernels has 1 entries"):
+        SDHSIClassifier(**dict(SD_FAST, spectral_kernels=(3,))).fit(X, y)
+
+
+def test_sdhsi_backbone_handles_few_bands_and_single_pixels():
+    net = SDHSINet(n_bands=3, n_classes=2).eval()
+    assert net(torch.zeros(2, 3, 1, 1)).shape == (2, 2)
+
+
+def test_self_distillation_adds_only_the_student_heads():
+    X, y = make_patches(n_per_class=30)
+    kw = dict(text_embeddings=np.eye(3, 8), hsi_channels=(16, 32, 64), max_epochs=1, random_state=0)
+    a = MMLGNetClassifier(self_distillation=True, **kw).fit(X, y)
+    b = MMLGNetClassifier(self_distillation=False, **kw).fit(X, y)
+    main_a = sum(p.numel() for n, p in a.net_.module_.named_parameters() if not n.startswith("aux."))
+    assert main_a == sum(p.numel() for p in b.net_.module_.parameters())
+    assert len(a.net_.module_.aux) == 2 and len(b.net_.module_.aux) == 0
