@@ -292,6 +292,13 @@ def _ms(values, scale=100.0):
     return f"{v.mean():.2f} ± {v.std(ddof=0):.2f}"
 
 
+def _text_description(text_kwargs):
+    if text_kwargs.get("text_encoder") == "open_clip":
+        weights = text_kwargs.get("clip_pretrained") or "random weights"
+        return f"open_clip {text_kwargs.get('clip_model')} ({weights})"
+    return f"{text_kwargs.get('text_encoder')} (packaged all-MiniLM-L6-v2)"
+
+
 def markdown_table(rows, meta):
     """Per-class accuracy, OA, AA, kappa (mean ± std over seeds) and timings, as Markdown."""
     if not rows:
@@ -310,9 +317,7 @@ def markdown_table(rows, meta):
         f"Seeds: {sorted({r['seed'] for r in rows})}; {meta['epochs']} epochs fixed in advance, the "
         f"last epoch is scored; no checkpoint, epoch or hyperparameter is chosen on the test split. "
         f"Patches {meta['patch_size']} x {meta['patch_size']}. Text encoder: "
-        f"{meta['text'].get('text_encoder')} "
-        f"{meta['text'].get('clip_model', '') if meta['text'].get('text_encoder') == 'open_clip' else ''} "
-        f"{meta['text'].get('clip_pretrained', '') if meta['text'].get('text_encoder') == 'open_clip' else ''}.",
+        f"{_text_description(meta['text'])}.",
         "Values: accuracy in % as mean ± std over seeds.",
         "",
         "| " + " | ".join(header) + " |",

@@ -21,6 +21,8 @@ same height (as have Ground and Roads), so only the spectrum separates them.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy.ndimage import gaussian_filter
 from sklearn.utils import check_random_state
@@ -202,7 +204,8 @@ def make_hsi_lidar_scene(n_rows=166, n_cols=600, n_bands=63, n_lidar_bands=1,
     pure = abund.max(0) > 0.9
     labels = np.where(pure & (classes > 0), classes, 0).astype(np.int64)
 
-    train_side, test = spatially_disjoint_split(labels, patch_size=patch_size, block_size=40,
+    block = max(2 * patch_size, min(40, min(n_rows, n_cols) // 3))  # small scenes: smaller blocks
+    train_side, test = spatially_disjoint_split(labels, patch_size=patch_size, block_size=block,
                                                 test_size=0.5, random_state=rng)
     if n_train_per_class is None:
         area = n_rows * n_cols / (166 * 600)
@@ -210,6 +213,12 @@ def make_hsi_lidar_scene(n_rows=166, n_cols=600, n_bands=63, n_lidar_bands=1,
                              {1: 129, 2: 125, 3: 105, 4: 154, 5: 184, 6: 122}.items()}
     train_labels = np.where(train_side, labels, 0)
     train, _ = sample_per_class(train_labels, n_per_class=n_train_per_class, random_state=rng)
+    missing = [SYNTHETIC_CLASSES[c] for c in SYNTHETIC_CLASSES if not (labels[train] == c).any()]
+    if missing:
+        warnings.warn(
+            f"the {n_rows} x {n_cols} scene has no training pixel of {missing} once the "
+            f"patch_size={patch_size} buffer of the disjoint split is removed; use a larger scene "
+            "or a smaller patch_size.", UserWarning, stacklevel=2)
     return make_scene_bunch(
         hsi, lidar, labels, SYNTHETIC_CLASSES, train, test, "synthetic",
         "Synthetic Trento-like HSI + LiDAR scene (sklearn_mmlgnet.datasets.make_hsi_lidar_scene); "
