@@ -23,10 +23,11 @@ from sklearn_mmlgnet.model_selection import SpatialBlockKFold
 from sklearn_mmlgnet.patches import labelled_patches
 
 QUICK = os.environ.get("MMLGNET_EXAMPLE_QUICK") == "1"
-size = dict(n_rows=60, n_cols=160, n_bands=16) if QUICK else {}
-scene = make_hsi_lidar_scene(random_state=0, **size)
-X, y, rows, cols = labelled_patches(scene, scene.train_mask, patch_size=9)
-cv = SpatialBlockKFold(rows, cols, n_splits=3, block_size=12 if QUICK else 30, patch_size=9,
+P = 5 if QUICK else 11  # patch size; the split keeps training patches off test patches
+size = dict(n_rows=80, n_cols=160, n_bands=16) if QUICK else {}
+scene = make_hsi_lidar_scene(patch_size=P, random_state=0, **size)
+X, y, rows, cols = labelled_patches(scene, scene.train_mask, patch_size=P)
+cv = SpatialBlockKFold(rows, cols, n_splits=3, block_size=12 if QUICK else 30, patch_size=P,
                        random_state=0)
 
 models = {

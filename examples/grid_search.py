@@ -21,10 +21,11 @@ from sklearn_mmlgnet.model_selection import SpatialBlockKFold
 from sklearn_mmlgnet.patches import labelled_patches
 
 QUICK = os.environ.get("MMLGNET_EXAMPLE_QUICK") == "1"
-size = dict(n_rows=60, n_cols=160, n_bands=16) if QUICK else {}
-scene = make_hsi_lidar_scene(random_state=0, **size)
-X_train, y_train, rows, cols = labelled_patches(scene, scene.train_mask, patch_size=11)
-X_test, y_test, _, _ = labelled_patches(scene, scene.test_mask, patch_size=11)
+P = 5 if QUICK else 11  # patch size; the split keeps training patches off test patches
+size = dict(n_rows=80, n_cols=160, n_bands=16) if QUICK else {}
+scene = make_hsi_lidar_scene(patch_size=P, random_state=0, **size)
+X_train, y_train, rows, cols = labelled_patches(scene, scene.train_mask, patch_size=P)
+X_test, y_test, _, _ = labelled_patches(scene, scene.test_mask, patch_size=P)
 
 clf = MMLGNetClassifier(n_lidar_bands=1, class_names=scene.class_names,
                         max_epochs=3 if QUICK else 30, random_state=0,
@@ -33,8 +34,8 @@ pipe = make_pipeline(BandStandardScaler(), clf)
 grid = {"mmlgnetclassifier__temperature": [0.03, 0.07, 0.2],
         "mmlgnetclassifier__patch_size": [7, 9, 11]}
 if QUICK:
-    grid = {"mmlgnetclassifier__temperature": [0.07, 0.2], "mmlgnetclassifier__patch_size": [7, 11]}
-cv = SpatialBlockKFold(rows, cols, n_splits=3, block_size=12 if QUICK else 30, patch_size=11,
+    grid = {"mmlgnetclassifier__temperature": [0.07, 0.2], "mmlgnetclassifier__patch_size": [3, 5]}
+cv = SpatialBlockKFold(rows, cols, n_splits=3, block_size=12 if QUICK else 30, patch_size=P,
                        random_state=0)
 search = GridSearchCV(pipe, grid, cv=cv, scoring=SCORERS["AA"]).fit(X_train, y_train)
 

@@ -231,7 +231,7 @@ def labelled_patches(scene, mask, patch_size=11, pad_mode="reflect"):
     Examples
     --------
     >>> from sklearn_mmlgnet.datasets import make_hsi_lidar_scene
-    >>> scene = make_hsi_lidar_scene(n_rows=40, n_cols=80, n_bands=10)
+    >>> scene = make_hsi_lidar_scene(n_rows=80, n_cols=160, n_bands=10, patch_size=5)
     >>> X, y, r, c = labelled_patches(scene, scene.train_mask, patch_size=5)
     >>> X.shape[1:]
     (11, 5, 5)

@@ -76,7 +76,7 @@ def test_interrupted_benchmark_keeps_finished_runs(tmp_path, monkeypatch):
 def _tiny_scene():
     from sklearn_mmlgnet.datasets import make_hsi_lidar_scene
 
-    return make_hsi_lidar_scene(n_rows=40, n_cols=80, n_bands=8, random_state=0)
+    return make_hsi_lidar_scene(n_rows=80, n_cols=160, n_bands=8, patch_size=5, random_state=0)
 
 
 def test_python_dash_m_runs_the_command():

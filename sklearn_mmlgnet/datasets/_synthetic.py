@@ -86,6 +86,8 @@ def _layout(n_rows, n_cols, rng):
         parcel[r0:r0 + 64] = d.argmin(-1)
     # Parcel covers: the first six guarantee every class appears.
     covers = np.array([1, 4, 5, 3, 1, 4, 5, 3, _MEADOW, -1])
+    if n_parcels < len(covers):  # small scenes: one parcel of each cover first
+        covers = np.array([1, 4, 5, 3, -1, _MEADOW, 1, 4, 5])
     kinds = rng.choice([1, 4, 5, 3, _MEADOW, -1], size=n_parcels, p=[.2, .22, .24, .08, .12, .14])
     kinds[: len(covers)] = covers[: min(len(covers), n_parcels)]
     classes = kinds[parcel]
@@ -142,9 +144,10 @@ def make_hsi_lidar_scene(n_rows=166, n_cols=600, n_bands=63, n_lidar_bands=1,
     Examples
     --------
     >>> from sklearn_mmlgnet.datasets import make_hsi_lidar_scene
-    >>> scene = make_hsi_lidar_scene(n_rows=60, n_cols=120, n_bands=20, random_state=0)
+    >>> scene = make_hsi_lidar_scene(n_rows=80, n_cols=160, n_bands=20, patch_size=5,
+    ...                              random_state=0)
     >>> scene.hsi.shape, scene.lidar.shape, scene.labels.shape
-    ((60, 120, 20), (60, 120, 1), (60, 120))
+    ((80, 160, 20), (80, 160, 1), (80, 160))
     >>> bool((scene.train_mask & scene.test_mask).any())
     False
     """
@@ -213,7 +216,8 @@ def make_hsi_lidar_scene(n_rows=166, n_cols=600, n_bands=63, n_lidar_bands=1,
                              {1: 129, 2: 125, 3: 105, 4: 154, 5: 184, 6: 122}.items()}
     train_labels = np.where(train_side, labels, 0)
     train, _ = sample_per_class(train_labels, n_per_class=n_train_per_class, random_state=rng)
-    missing = [SYNTHETIC_CLASSES[c] for c in SYNTHETIC_CLASSES if not (labels[train] == c).any()]
+    missing = [SYNTHETIC_CLASSES[c] for c in SYNTHETIC_CLASSES
+               if (labels == c).any() and not (labels[train] == c).any()]
     if missing:
         warnings.warn(
             f"the {n_rows} x {n_cols} scene has no training pixel of {missing} once the "
