@@ -2,7 +2,9 @@
 
 Each also accepts a 2-D ``(n_samples, n_bands)`` array (single pixels) and
 returns the rank it was given, so they chain in Pipelines before either
-:class:`~sklearn_mmlgnet.MMLGNetClassifier` or a classic estimator.
+:class:`~sklearn_mmlgnet.MMLGNetClassifier` or a classic estimator. Patch arrays come
+back as float32 (what the networks train on, half the memory of float64); 2-D
+arrays as float64, like scikit-learn's own transformers.
 """
 
 from __future__ import annotations
@@ -148,8 +150,8 @@ class CenterPixel(TransformerMixin, BaseEstimator):
     --------
     >>> import numpy as np
     >>> X = np.arange(2 * 3 * 5 * 5, dtype=float).reshape(2, 3, 5, 5)
-    >>> CenterPixel().fit_transform(X)[0]
-    array([12., 37., 62.])
+    >>> CenterPixel().fit_transform(X)[0].tolist()
+    [12.0, 37.0, 62.0]
     """
 
     def fit(self, X, y=None):
