@@ -215,12 +215,6 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
         names = [f"stage_{k + 1}" for k in range(len(correct) - 1)] + ["final"]
         return {name: float(c) / len(X) for name, c in zip(names, correct)}
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = False
-        tags.input_tags.allow_nan = False
-        return tags
-
 
 def _resolve_class_names(classes, class_names):
     """Names used in the prompts, one per entry of ``classes``."""
@@ -501,9 +495,10 @@ class SDHSIClassifier(_SkorchPatchClassifier):
     self_distillation : bool, default=True
         ``False`` trains the final head alone (the ablation).
     distill_temperature, distill_weight, aux_ce_weight : float, default=5.0, 0.1, 0.8
-    lr, weight_decay, max_epochs, batch_size, train_split, callbacks, warm_start,
-    verbose, device, random_state
-        As in :class:`MMLGNetClassifier`.
+    lr : float, default=1e-3
+        Adam learning rate.
+    weight_decay, max_epochs, batch_size, train_split, callbacks, warm_start, verbose, device, random_state
+        As in :class:`MMLGNetClassifier` (``max_epochs`` defaults to 50 here).
 
     Attributes
     ----------

@@ -160,7 +160,8 @@ class OpenCLIPTextEncoder(TextEncoder):
         if cached:
             return cached
         source = cfg.get("hf_hub") or cfg.get("url")
-        host = "https://huggingface.co" if cfg.get("hf_hub") else cfg.get("url", "")
+        hub = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+        host = hub if cfg.get("hf_hub") else cfg.get("url", "")
         if os.environ.get("HF_HUB_OFFLINE") == "1" or not _host_reachable(host):
             raise TextEncoderUnavailableError(
                 f"clip_pretrained={self.pretrained!r}: the {self.model} CLIP weights are not in the "
