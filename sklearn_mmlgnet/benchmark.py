@@ -89,7 +89,6 @@ class Method:
     name: str
     build: callable
     bands: str = "all"          # "all", "hsi" or "lidar"
-    neural: bool = True
     group: str = "MMLGNet"
 
 
@@ -138,12 +137,10 @@ def default_methods(n_lidar, epochs, text_kwargs, device="cpu", quick=False):
         Method("SDHSI-Net (HSI only, PCA 30)", sdhsi(True), bands="hsi", group="self-distillation"),
         Method("SDHSI-Net without self-distillation", sdhsi(False), bands="hsi",
                group="self-distillation"),
-        Method("SVM (RBF), centre pixel", classic(lambda: SVC(C=100, gamma="scale")), neural=False,
-               group="baseline"),
+        Method("SVM (RBF), centre pixel", classic(lambda: SVC(C=100, gamma="scale")), group="baseline"),
         Method("RandomForest, centre pixel", classic(lambda: RandomForestClassifier(300, n_jobs=-1)),
-               neural=False, group="baseline"),
-        Method("KNN (k=5), centre pixel", classic(lambda: KNeighborsClassifier(5)), neural=False,
                group="baseline"),
+        Method("KNN (k=5), centre pixel", classic(lambda: KNeighborsClassifier(5)), group="baseline"),
     ]
     return methods
 
@@ -207,8 +204,6 @@ class BenchmarkRun:
                 "class_names": {int(k): v for k, v in scene.class_names.items()}}
 
     def _run_one(self, method, seed, scene, Xtr, ytr, Xte, yte, n_hsi, n_lidar):
-        if method.bands == "lidar" and n_lidar == 0:
-            return
         est = method.build(seed, _n_lidar_for(method.bands, n_lidar))
         if "class_names" in est[-1].get_params():  # prompts name the classes
             est[-1].set_params(class_names=scene.class_names)
