@@ -205,7 +205,7 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
         y_idx = np.array([label_idx[v] for v in y.tolist()])
         with torch.no_grad():
             for start in range(0, len(X), self.batch_size):
-                xb = torch.as_tensor(X[start:start + self.batch_size], device=self.device)
+                xb = torch.as_tensor(X[start:start + self.batch_size], device=self.net_.device)
                 out = module(xb, return_aux=True)
                 final, aux = out if isinstance(out, tuple) else (out, [])
                 preds = [a.argmax(1).cpu().numpy() for a in aux] + [final.argmax(1).cpu().numpy()]

@@ -207,6 +207,20 @@ def test_fit_predict_on_cuda_when_available():
     assert clf.score(X, y) > 0.8
 
 
+def test_model_saved_with_a_cuda_device_loads_on_a_cpu_only_machine():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; the test is for CPU-only machines")
+    X, y = make_patches()
+    clf = fast_clf(self_distillation=True).fit(X, y)
+    expected = clf.predict_proba(X)
+    clf.net_.device = "cuda"  # as saved by a GPU machine: skorch must map it back to the CPU
+    with pytest.warns(Warning, match="CUDA"):
+        loaded = pickle.loads(pickle.dumps(clf))
+    assert str(loaded.net_.device) == "cpu"
+    np.testing.assert_array_equal(loaded.predict_proba(X), expected)
+    assert set(loaded.head_scores(X, y)) == {"stage_1", "final"}
+
+
 # ---------------------------------------------------------------------------- errors
 @pytest.mark.parametrize("X_shape, match", [
     ((10, 4, 5), "rank 3"),
