@@ -19,18 +19,29 @@ from torch import nn
 _MAX_LOGIT_SCALE = math.log(100.0)
 
 
+def _pool(x):
+    """Global average of a feature map joined with its centre pixel's features.
+
+    The label belongs to the centre pixel: the average alone would weigh it 1/P^2
+    and blur class borders; the centre alone would waste the context.
+    """
+    c = x.shape[-1] // 2
+    return torch.cat([x.mean(dim=(-2, -1)), x[..., c, c]], dim=1)
+
+
 class ConvEncoder(nn.Module):
     """A light 2-D convolutional stack: (conv 3x3, batch norm, ReLU) per stage.
 
-    ``forward`` returns the globally average-pooled features of every stage, so
-    auxiliary heads can read the intermediate ones.
+    ``forward`` returns the pooled features of every stage (global average and
+    centre pixel, ``2 * width`` each), so auxiliary heads can read the intermediate
+    ones.
 
     Examples
     --------
     >>> import torch
     >>> enc = ConvEncoder(4, (8, 16))
     >>> [f.shape for f in enc(torch.zeros(2, 4, 5, 5))]
-    [torch.Size([2, 8]), torch.Size([2, 16])]
+    [torch.Size([2, 16]), torch.Size([2, 32])]
     """
 
     def __init__(self, in_channels, channels):
@@ -44,13 +55,13 @@ class ConvEncoder(nn.Module):
             ))
             prev = width
         self.stages = nn.ModuleList(stages)
-        self.out_features = prev
+        self.out_features = 2 * prev
 
     def forward(self, x):
         pooled = []
         for stage in self.stages:
             x = stage(x)
-            pooled.append(x.mean(dim=(2, 3)))
+            pooled.append(_pool(x))
         return pooled
 
 
@@ -124,9 +135,9 @@ class MMLGNetModule(nn.Module):
         if aux_heads:
             n_stages = max(len(hsi_channels), len(lidar_channels) if self.lidar else 0)
             for k in range(n_stages - 1):
-                width = (hsi_channels[k] if k < len(hsi_channels) else 0)
+                width = 2 * (hsi_channels[k] if k < len(hsi_channels) else 0)
                 if self.lidar is not None and k < len(lidar_channels):
-                    width += lidar_channels[k]
+                    width += 2 * lidar_channels[k]
                 self.aux.append(make_head(width))
 
     def forward(self, X, return_aux=False):
@@ -172,20 +183,20 @@ class SDHSINet(nn.Module):
         self.conv2d = nn.Sequential(
             nn.Conv2d(prev * depth, conv2d_channels, kernel_size=3, padding=1, bias=False),
             nn.BatchNorm2d(conv2d_channels), nn.ReLU(inplace=True))
-        self.fc = nn.Sequential(nn.Linear(conv2d_channels, hidden), nn.ReLU(inplace=True),
+        self.fc = nn.Sequential(nn.Linear(2 * conv2d_channels, hidden), nn.ReLU(inplace=True),
                                 nn.Dropout(dropout), nn.Linear(hidden, n_classes))
         self.aux = nn.ModuleList(
-            [nn.Linear(w, n_classes) for w in conv3d_channels[: len(stages3d)]]
-            + [nn.Linear(conv2d_channels, n_classes)])
+            [nn.Linear(2 * w, n_classes) for w in conv3d_channels[: len(stages3d)]]
+            + [nn.Linear(2 * conv2d_channels, n_classes)])
 
     def forward(self, X, return_aux=False):
         x = X.unsqueeze(1)
         pooled = []
         for stage in self.stages3d:
             x = stage(x)
-            pooled.append(x.mean(dim=(2, 3, 4)))
+            pooled.append(_pool(x.mean(dim=2)))  # average over the spectral axis first
         x = self.conv2d(x.flatten(1, 2))
-        pooled.append(x.mean(dim=(2, 3)))
+        pooled.append(_pool(x))
         logits = self.fc(pooled[-1])
         if not (self.training or return_aux):
             return logits
