@@ -179,10 +179,10 @@ class BenchmarkRun:
 
     def run(self):
         self.out.mkdir(parents=True, exist_ok=True)
-        text_kwargs = resolve_text_encoder(self.text_choice, log=self.log)
-        self.text_kwargs = text_kwargs
         for seed in range(self.seeds):
-            scene = load_dataset(self.dataset, self.data_home, seed)
+            scene = load_dataset(self.dataset, self.data_home, seed)  # a missing file fails first
+            if seed == 0:
+                self.text_kwargs = text_kwargs = resolve_text_encoder(self.text_choice, log=self.log)
             self.scene_info = self._scene_info(scene)
             n_hsi, n_lidar = scene.hsi.shape[2], scene.lidar.shape[2]
             Xtr, ytr, _, _ = labelled_patches(scene, scene.train_mask, self.patch_size)

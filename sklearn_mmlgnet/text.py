@@ -162,10 +162,12 @@ class OpenCLIPTextEncoder(TextEncoder):
         source = cfg.get("hf_hub") or cfg.get("url")
         hub = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
         host = hub if cfg.get("hf_hub") else cfg.get("url", "")
-        if os.environ.get("HF_HUB_OFFLINE") == "1" or not _host_reachable(host):
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+        if offline or not _host_reachable(host):
             raise TextEncoderUnavailableError(
                 f"clip_pretrained={self.pretrained!r}: the {self.model} CLIP weights are not in the "
-                f"local cache and {urlparse(host).hostname or source} cannot be reached (offline?). "
+                f"local cache and {urlparse(host).hostname or source} cannot be reached (offline, or "
+                "HF_HUB_OFFLINE is set). "
                 "Ways out: pass clip_pretrained='/path/to/open_clip_checkpoint.bin' (a local file), "
                 "clip_pretrained=None (the architecture with random weights, for testing), "
                 "text_encoder='sentence-transformers' (the packaged offline model; "

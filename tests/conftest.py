@@ -44,6 +44,7 @@ def onehot_embeddings():
 
 
 @pytest.fixture(autouse=True)
-def _text_cache(tmp_path_factory, monkeypatch):
-    """Keep the joblib text cache of the tests away from the user's cache."""
+def _offline_and_private_cache(tmp_path_factory, monkeypatch):
+    """No test reaches a model hub, and the joblib text cache stays out of the user's."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # text.py then never probes the network
     monkeypatch.setenv("MMLGNET_CACHE", str(tmp_path_factory.getbasetemp() / "text_cache"))

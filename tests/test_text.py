@@ -73,10 +73,13 @@ def test_local_checkpoint_file_gives_the_same_embeddings_as_its_weights(tmp_path
 def test_offline_uncached_weights_fail_fast_with_the_ways_out(tmp_path, monkeypatch):
     # No network (as on CI) and an empty hub cache: the real resolution code runs;
     # only the reachability probe is forced to "offline" so the test never dials out.
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # exercise the reachability path
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     monkeypatch.setattr(text, "_host_reachable", lambda url, timeout=3.0: False)
     monkeypatch.setattr(text, "_cached_clip_file", lambda cfg, cache_dir: None)
+    import open_clip  # noqa: F401  (time the failure, not the first import of open_clip)
+
     X, y = make_patches(labels=["Woods", "Roads", "Vineyard"])
     clf = MMLGNetClassifier(clip_pretrained="openai", cache_dir=False, max_epochs=1)
     start = time.perf_counter()
