@@ -92,14 +92,17 @@ class Method:
     group: str = "MMLGNet"
 
 
-def default_methods(n_lidar, epochs, text_kwargs, device="cpu", quick=False):
-    """The benchmark's rows: MMLGNet, the paper's ablations, SDHSI-Net, classic baselines."""
+def default_methods(n_lidar, epochs, text_kwargs, device="cpu", quick=False, verbose=1):
+    """The benchmark's rows: MMLGNet, the paper's ablations, SDHSI-Net, classic baselines.
+
+    ``verbose=1`` prints skorch's line per epoch for the networks.
+    """
     width = dict(hsi_channels=(32, 64), lidar_channels=(16, 32), fusion_dim=128) if quick else {}
 
     def mmlg(**kw):
         def build(seed, n_lidar_bands):
             params = dict(text_kwargs, n_lidar_bands=n_lidar_bands, max_epochs=epochs,
-                          device=device, random_state=seed, verbose=0, **width)
+                          device=device, random_state=seed, verbose=verbose, **width)
             params.update(kw)
             return make_pipeline(BandStandardScaler(), MMLGNetClassifier(**params))
         return build
@@ -109,7 +112,7 @@ def default_methods(n_lidar, epochs, text_kwargs, device="cpu", quick=False):
             return make_pipeline(
                 BandStandardScaler(), SpectralPCA(n_components=30, n_lidar_bands=0, random_state=seed),
                 SDHSIClassifier(self_distillation=self_distillation, max_epochs=epochs, device=device,
-                                random_state=seed))
+                                random_state=seed, verbose=verbose))
         return build
 
     def classic(est):
@@ -162,7 +165,7 @@ class BenchmarkRun:
 
     def __init__(self, dataset, out, seeds=3, epochs=50, device="cpu", quick=False,
                  data_home=None, text_encoder="auto", methods=None, patch_size=11, maps=True,
-                 log=print):
+                 verbose=1, log=print):
         self.dataset = dataset
         self.out = Path(out)
         self.seeds = seeds
@@ -174,6 +177,7 @@ class BenchmarkRun:
         self.method_filter = methods
         self.patch_size = patch_size
         self.maps = maps
+        self.verbose = verbose
         self.log = log
         self.results = []
 
@@ -190,7 +194,8 @@ class BenchmarkRun:
             if self.quick:
                 test_mask = _subsample_mask(test_mask, 5000, seed)
             Xte, yte, _, _ = labelled_patches(scene, test_mask, self.patch_size)
-            methods = default_methods(n_lidar, self.epochs, text_kwargs, self.device, self.quick)
+            methods = default_methods(n_lidar, self.epochs, text_kwargs, self.device, self.quick,
+                                      self.verbose)
             if self.method_filter:
                 methods = [m for m in methods if any(f.lower() in m.name.lower()
                                                      for f in self.method_filter)]

@@ -77,7 +77,7 @@ def benchmark(args):
     run = BenchmarkRun(args.dataset, args.out, seeds=args.seeds, epochs=epochs, device=args.device,
                        quick=args.quick, data_home=args.data_home, text_encoder=args.text_encoder,
                        methods=args.methods, patch_size=args.patch_size, maps=not args.no_maps,
-                       log=_log)
+                       verbose=0 if args.quiet else 1, log=_log)
     try:
         run.run()
     except KeyboardInterrupt:
@@ -120,6 +120,7 @@ def build_parser():
     b.add_argument("--methods", nargs="*", default=None,
                    help="only methods whose name contains one of these words")
     b.add_argument("--no-maps", action="store_true", help="skip the classification maps")
+    b.add_argument("--quiet", action="store_true", help="no per-epoch lines, one line per run")
     b.set_defaults(func=benchmark)
     return parser
 
