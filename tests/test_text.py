@@ -100,9 +100,9 @@ def test_reachability_probe_answers_fast_for_a_closed_local_port():
 
 def test_unknown_clip_tag_and_model():
     with pytest.raises(ValueError, match="clip_pretrained='nonsense'"):
-        OpenCLIPTextEncoder("ViT-B-32", pretrained="nonsense")._resolve_weights()
+        OpenCLIPTextEncoder("ViT-B-32", pretrained="nonsense").resolve_weights()
     with pytest.raises(ValueError, match="clip_model='ViT-Z-99'"):
-        OpenCLIPTextEncoder("ViT-Z-99", pretrained=None)._resolve_weights()
+        OpenCLIPTextEncoder("ViT-Z-99", pretrained=None).resolve_weights()
 
 
 @requires_st
