@@ -21,6 +21,7 @@ def test_classification_map_png(tmp_path):
     texts = [t.get_text() for t in fig.legends[0].get_texts()]
     assert texts == ["Woods", "Roads", "Ground"]
     assert [p.name for p in path.parent.iterdir()] == ["map.png"]  # no temporary left
+    assert path.stat().st_mode & 0o044  # readable by others, as files written by hand
 
 
 def test_map_shape_mismatch_and_failed_write_leave_nothing(tmp_path):
