@@ -187,7 +187,9 @@ class BenchmarkRun:
             scene = load_dataset(self.dataset, self.data_home, seed)  # a missing file fails first
             if seed == 0:
                 self.text_kwargs = text_kwargs = resolve_text_encoder(self.text_choice, log=self.log)
-            self.scene_info = self._scene_info(scene)
+                self.scene_info = self._scene_info(scene)
+            self.scene_info["per_seed"][seed] = [
+                int(scene.train_mask.sum()), int((scene.test_mask & (scene.labels > 0)).sum())]
             n_hsi, n_lidar = scene.hsi.shape[2], scene.lidar.shape[2]
             Xtr, ytr, _, _ = labelled_patches(scene, scene.train_mask, self.patch_size)
             test_mask = scene.test_mask & (scene.labels > 0)
@@ -204,8 +206,7 @@ class BenchmarkRun:
         return self.results
 
     def _scene_info(self, scene):
-        return {"dataset": self.dataset, "split": scene.DESCR, "n_train": int(scene.train_mask.sum()),
-                "n_test": int((scene.test_mask & (scene.labels > 0)).sum()),
+        return {"dataset": self.dataset, "split": scene.DESCR, "per_seed": {},
                 "class_names": {int(k): v for k, v in scene.class_names.items()}}
 
     def _run_one(self, method, seed, scene, Xtr, ytr, Xte, yte, n_hsi, n_lidar):
@@ -308,12 +309,16 @@ def markdown_table(rows, meta):
     methods = list(dict.fromkeys(r["method"] for r in rows))
     classes = sorted({c for r in rows for c in r["per_class"]})
     header = ["class"] + methods
+    counts = sorted({tuple(v) for v in scene["per_seed"].values()})
+    counts = "; ".join(f"{tr} training / {te} test pixels" for tr, te in counts)
+    if len(scene["per_seed"]) > 1 and counts.count(";"):
+        counts = "training / test pixels per seed: " + ", ".join(
+            f"seed {k}: {tr} / {te}" for k, (tr, te) in scene["per_seed"].items())
     lines = [
         f"# Benchmark: {scene['dataset']}",
         "",
-        f"Split: {scene['split']} {scene['n_train']} training / {scene['n_test']} test pixels "
-        f"(quick mode: test subsampled to 5,000)." if meta["quick"] else
-        f"Split: {scene['split']} {scene['n_train']} training / {scene['n_test']} test pixels.",
+        f"Split: {scene['split']} {counts}"
+        + (" (quick mode: test subsampled to 5,000)." if meta["quick"] else "."),
         f"Seeds: {sorted({r['seed'] for r in rows})}; {meta['epochs']} epochs fixed in advance, the "
         f"last epoch is scored; no checkpoint, epoch or hyperparameter is chosen on the test split. "
         f"Patches {meta['patch_size']} x {meta['patch_size']}. Text encoder: "
