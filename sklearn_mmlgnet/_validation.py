@@ -73,7 +73,8 @@ def check_patches(X, *, name="X", allow_2d=True, dtype=np.float32):
     if X.shape[1] == 0:
         raise ValueError(f"{name} has 0 bands (features); at least 1 is required. Got shape {X.shape}.")
     X = X.astype(dtype, copy=False)
-    if not np.isfinite(X).all():
+    # A float64 sum is NaN/inf iff X holds one (or overflows): no X-sized temporary.
+    if not np.isfinite(np.sum(X, dtype=np.float64)) and not np.isfinite(X).all():
         n_bad = int(np.size(X) - np.isfinite(X).sum())
         raise ValueError(
             f"{name} contains NaN or infinity ({n_bad} values); fill or mask them before fitting, "
