@@ -2,11 +2,11 @@
 
 Predicts every pixel of a Houston-sized scene (349 x 1905 px, 144 HSI + 1 LiDAR
 bands, 11 x 11 patches) and of a scene half as tall, each in a fresh process so
-the peak resident memory (ru_maxrss) belongs to that size alone. The scene itself
+the peak resident memory belongs to that size alone. The scene itself
 is the caller's array (349 x 1905 x 145 float32 = 368 MiB); the figure that must
 stay bounded is the peak while predicting above the resident memory before it
-(Linux: VmHWM reset through /proc/self/clear_refs), which predict_scene's row
-blocks keep constant whatever the scene size.
+(Linux: VmHWM reset through /proc/self/clear_refs), which predict_scene's
+batches keep constant whatever the scene size.
 
     python benchmarks/bench_predict_scene.py [--rows 349 175] [--cols 1905] [--batch-size 1024]
 """

@@ -5,7 +5,15 @@ author = "sklearn-mmlgnet developers"
 release = "0.1.0"
 extensions = ["sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.autosummary"]
 napoleon_numpy_docstring = True
-autodoc_default_options = {"members": True, "undoc-members": False}
+# scikit-learn generates the metadata-routing setters; their docstrings point into
+# scikit-learn's own docs, so they are left to scikit-learn's reference.
+autodoc_default_options = {
+    "members": True,
+    "undoc-members": False,
+    "exclude-members": ",".join(
+        f"set_{m}_request" for m in ("fit", "score", "transform", "inverse_transform", "predict",
+                                     "predict_proba", "split")),
+}
 autosummary_generate = False
 exclude_patterns = ["_build"]
 html_theme = "alabaster"

@@ -57,9 +57,9 @@ def demo(args):
          f"(fit {fit_s:.1f} s)")
     _log("Classifying every pixel of the scene for the map ...")
     pred_map = predict_scene(model, scene.hsi, scene.lidar, args.patch_size)
-    map_path = plot_classification_map(
-        pred_map, scene.labels, scene.class_names, path=out / "demo_map.png",
-        title=f"MMLGNet on the synthetic scene: OA {100 * res['OA']:.2f} %") and out / "demo_map.png"
+    map_path = out / "demo_map.png"
+    plot_classification_map(pred_map, scene.labels, scene.class_names, path=map_path,
+                            title=f"MMLGNet on the synthetic scene: OA {100 * res['OA']:.2f} %")
     encoder = clf.text_encoder_info_
     write_text(out / "demo_results.md",
                f"# MMLGNet demo (synthetic scene, seed {args.seed})\n\nText encoder: "

@@ -129,8 +129,10 @@ def iter_scene_patches(hsi, lidar, patch_size=11, batch_size=1024, pad_mode="ref
     hsi, lidar, patch_size, pad_mode
         As in :func:`extract_patches`.
     batch_size : int, default=1024
-        Approximate number of pixels (patches) per batch; a batch is a block of
-        whole rows, at least one. 1024 patches of 145 bands x 11 x 11 take 72 MB.
+        Largest number of pixels (patches) per batch. Rows are padded in blocks
+        of about ``batch_size`` pixels (at least one row) and cut into batches of
+        at most ``batch_size`` patches, so memory does not grow with the scene's
+        width either. 1024 patches of 145 bands x 11 x 11 take 72 MB.
     mask : array of shape (H, W) of bool, optional
         Only these pixels are yielded.
 
@@ -155,8 +157,10 @@ def iter_scene_patches(hsi, lidar, patch_size=11, batch_size=1024, pad_mode="ref
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != (H, W):
             raise ValueError(f"mask must have the scene's shape {(H, W)}; got {mask.shape}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
     h = P // 2
-    rows_per_block = max(1, int(batch_size) // W)
+    rows_per_block = max(1, batch_size // W)
     col_idx, col_valid = _border_index(np.arange(-h, W + h), W, pad_mode)
     for r0 in range(0, H, rows_per_block):
         r1 = min(H, r0 + rows_per_block)
@@ -172,7 +176,9 @@ def iter_scene_patches(hsi, lidar, patch_size=11, batch_size=1024, pad_mode="ref
             slab *= (row_valid[:, None] & col_valid[None, :])[..., None]
         windows = sliding_window_view(slab, (P, P), axis=(0, 1))  # (rows, W, C, P, P), a view
         br, bc = np.nonzero(block_mask)
-        yield br + r0, bc, np.ascontiguousarray(windows[br, bc])
+        for start in range(0, len(br), batch_size):
+            r, c = br[start:start + batch_size], bc[start:start + batch_size]
+            yield r + r0, c, np.ascontiguousarray(windows[r, c])
 
 
 def predict_scene(estimator, hsi, lidar, patch_size=11, batch_size=1024, pad_mode="reflect",

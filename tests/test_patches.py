@@ -76,8 +76,14 @@ def test_scene_iterator_covers_every_pixel_once_with_the_same_patches(scene, bat
     for r, c, p in iter_scene_patches(hsi, lidar, 5, batch_size=batch_size):
         seen[r, c] += 1
         np.testing.assert_array_equal(p, extract_patches(hsi, lidar, r, c, 5))
-        assert len(r) <= max(batch_size, hsi.shape[1])
+        assert len(r) <= batch_size
     assert (seen == 1).all()
+
+
+@pytest.mark.parametrize("batch_size", [0, -4, 2.5, True])
+def test_scene_iterator_rejects_a_bad_batch_size(scene, batch_size):
+    with pytest.raises(ValueError, match=r"batch_size must be a positive integer; got"):
+        next(iter_scene_patches(*scene, 3, batch_size=batch_size))
 
 
 def test_scene_iterator_respects_mask(scene):

@@ -33,12 +33,14 @@ if HAS_ST:
         fusion_dim=16, dropout=0.0, **_SMALL))
 
 # Checks an estimator cannot pass, with the reason (parametrize_with_checks marks them xfail).
+# float32 convolutions and matrix products in torch pick their kernels by batch shape, so a
+# sample's probabilities move by ~1e-6 relative with the batch it is predicted in: above the
+# check's 1e-7 tolerance on some machines (CI), within it on others, hence non-strict xfail.
+_FLOAT32_BATCH = ("float32 kernels in torch depend on the batch's shape: probabilities differ "
+                  "by ~1e-6 relative between a subset and the full set; predicted labels agree")
 EXPECTED_FAILED = {
-    "MMLGNetClassifier": {
-        "check_methods_subset_invariance": (
-            "float32 matrix products in torch differ with the batch's composition by ~3e-7 "
-            "relative, above the check's 1e-7 tolerance; the predicted labels are invariant"),
-    },
+    "MMLGNetClassifier": {"check_methods_subset_invariance": _FLOAT32_BATCH},
+    "SDHSIClassifier": {"check_methods_subset_invariance": _FLOAT32_BATCH},
 }
 
 
