@@ -27,7 +27,7 @@ from sklearn.svm import SVC
 from ._estimator import MMLGNetClassifier, SDHSIClassifier
 from ._io import write_text
 from .metrics import evaluate
-from .patches import labelled_patches, predict_scene
+from .patches import extract_patches, labelled_patches, predict_scene
 from .plotting import plot_classification_map
 from .preprocessing import BandStandardScaler, CenterPixel, SpectralPCA
 from .text import TextEncoderUnavailableError, make_text_encoder
@@ -186,30 +186,28 @@ class BenchmarkRun:
         for seed in range(self.seeds):
             scene = load_dataset(self.dataset, self.data_home, seed)  # a missing file fails first
             if seed == 0:
-                self.text_kwargs = text_kwargs = resolve_text_encoder(self.text_choice, log=self.log)
+                self.text_kwargs = resolve_text_encoder(self.text_choice, log=self.log)
                 self.scene_info = self._scene_info(scene)
-            self.scene_info["per_seed"][seed] = [
-                int(scene.train_mask.sum()), int((scene.test_mask & (scene.labels > 0)).sum())]
-            n_hsi, n_lidar = scene.hsi.shape[2], scene.lidar.shape[2]
-            Xtr, ytr, _, _ = labelled_patches(scene, scene.train_mask, self.patch_size)
             test_mask = scene.test_mask & (scene.labels > 0)
+            self.scene_info["per_seed"][seed] = [int(scene.train_mask.sum()), int(test_mask.sum())]
             if self.quick:
                 test_mask = _subsample_mask(test_mask, 5000, seed)
-            Xte, yte, _, _ = labelled_patches(scene, test_mask, self.patch_size)
-            methods = default_methods(n_lidar, self.epochs, text_kwargs, self.device, self.quick,
-                                      self.verbose)
+            n_hsi, n_lidar = scene.hsi.shape[2], scene.lidar.shape[2]
+            Xtr, ytr, _, _ = labelled_patches(scene, scene.train_mask, self.patch_size)
+            methods = default_methods(n_lidar, self.epochs, self.text_kwargs, self.device,
+                                      self.quick, self.verbose)
             if self.method_filter:
                 methods = [m for m in methods if any(f.lower() in m.name.lower()
                                                      for f in self.method_filter)]
             for method in methods:
-                self._run_one(method, seed, scene, Xtr, ytr, Xte, yte, n_hsi, n_lidar)
+                self._run_one(method, seed, scene, Xtr, ytr, test_mask, n_hsi, n_lidar)
         return self.results
 
     def _scene_info(self, scene):
         return {"dataset": self.dataset, "split": scene.DESCR, "per_seed": {},
                 "class_names": {int(k): v for k, v in scene.class_names.items()}}
 
-    def _run_one(self, method, seed, scene, Xtr, ytr, Xte, yte, n_hsi, n_lidar):
+    def _run_one(self, method, seed, scene, Xtr, ytr, test_mask, n_hsi, n_lidar):
         est = method.build(seed, _n_lidar_for(method.bands, n_lidar))
         if "class_names" in est[-1].get_params():  # prompts name the classes
             est[-1].set_params(class_names=scene.class_names)
@@ -219,10 +217,12 @@ class BenchmarkRun:
         t0 = time.perf_counter()
         est.fit(Xa, ytr)
         fit_s = time.perf_counter() - t0
+        # The test patches are cut batch by batch, never all at once (a Trento-sized
+        # test set would take about 1 GB of patches).
         t0 = time.perf_counter()
-        pred = np.concatenate([est.predict(_select_bands(Xte[i:i + 4096], method.bands, n_hsi))
-                               for i in range(0, len(Xte), 4096)])
+        pred = self._predict(est, method, scene, n_hsi, test_mask)[test_mask]
         predict_s = time.perf_counter() - t0
+        yte = scene.labels[test_mask]
         res = evaluate(yte, pred)
         row = {"method": method.name, "group": method.group, "seed": seed, "OA": res["OA"],
                "AA": res["AA"], "kappa": res["kappa"],
@@ -230,8 +230,10 @@ class BenchmarkRun:
                "fit_s": fit_s, "predict_s": predict_s, "n_test": int(len(yte))}
         clf = est[-1]
         if hasattr(clf, "head_scores") and getattr(clf, "self_distillation", False):
+            r, c = (idx[:5000] for idx in np.nonzero(test_mask))
+            X_heads = extract_patches(scene.hsi, scene.lidar, r, c, self.patch_size)
             row["head_scores_test"] = clf.head_scores(
-                est[:-1].transform(_select_bands(Xte[:5000], method.bands, n_hsi)), yte[:5000])
+                est[:-1].transform(_select_bands(X_heads, method.bands, n_hsi)), yte[:5000])
         self.results.append(row)
         self.log(f"[seed {seed}] {method.name}: OA {100 * res['OA']:.2f}  AA {100 * res['AA']:.2f}  "
                  f"kappa {100 * res['kappa']:.2f}  (fit {fit_s:.1f} s, predict {predict_s:.1f} s)")
@@ -239,15 +241,13 @@ class BenchmarkRun:
             self._write_map(method, est, scene, n_hsi)
         self.save()
 
+    def _predict(self, est, method, scene, n_hsi, mask=None):
+        """Label map of the ``mask`` pixels (all if None), with the bands the method sees."""
+        return predict_scene(est, scene.hsi, scene.lidar, self.patch_size, mask=mask, fill_value=0,
+                             transform=lambda patches: _select_bands(patches, method.bands, n_hsi))
+
     def _write_map(self, method, est, scene, n_hsi):
-        mask = None if not self.quick else scene.labels > 0
-        bands = method.bands
-
-        def transform(patches):
-            return _select_bands(patches, bands, n_hsi)
-
-        pred_map = predict_scene(est, scene.hsi, scene.lidar, self.patch_size, mask=mask,
-                                 transform=transform, fill_value=0)
+        pred_map = self._predict(est, method, scene, n_hsi, scene.labels > 0 if self.quick else None)
         slug = "".join(ch if ch.isalnum() else "_" for ch in method.name.split(",")[0]).strip("_")
         path = self.out / f"map_{self.dataset}_{slug}.png"
         plot_classification_map(pred_map, scene.labels, scene.class_names, path=path,

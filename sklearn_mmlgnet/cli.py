@@ -12,8 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 
 def _log(msg):
     print(msg, flush=True)
@@ -48,15 +46,15 @@ def demo(args):
     t0 = time.perf_counter()
     model.fit(Xtr, ytr)
     fit_s = time.perf_counter() - t0
-    Xte, yte, _, _ = labelled_patches(scene, scene.test_mask, args.patch_size)
-    pred = np.concatenate([model.predict(Xte[i:i + 4096]) for i in range(0, len(Xte), 4096)])
+    _log("Classifying every pixel of the scene (batch by batch) for the map and the test set ...")
+    pred_map = predict_scene(model, scene.hsi, scene.lidar, args.patch_size)
+    test = scene.test_mask & (scene.labels > 0)
+    yte, pred = scene.labels[test], pred_map[test]
     res = evaluate(yte, pred)
     table = classification_table(yte, pred, scene.class_names)
     _log("\nTest set (spatially disjoint from training):\n" + table)
     _log(f"\nOA {100 * res['OA']:.2f}  AA {100 * res['AA']:.2f}  kappa {100 * res['kappa']:.2f}  "
          f"(fit {fit_s:.1f} s)")
-    _log("Classifying every pixel of the scene for the map ...")
-    pred_map = predict_scene(model, scene.hsi, scene.lidar, args.patch_size)
     map_path = out / "demo_map.png"
     plot_classification_map(pred_map, scene.labels, scene.class_names, path=map_path,
                             title=f"MMLGNet on the synthetic scene: OA {100 * res['OA']:.2f} %")
@@ -64,7 +62,7 @@ def demo(args):
     write_text(out / "demo_results.md",
                f"# MMLGNet demo (synthetic scene, seed {args.seed})\n\nText encoder: "
                f"{encoder['backend']} {encoder['model']} ({encoder['weights']}); {args.epochs} epochs; "
-               f"{len(Xtr)} training / {len(Xte)} test pixels, spatially disjoint.\n\n{table}\n")
+               f"{len(Xtr)} training / {len(yte)} test pixels, spatially disjoint.\n\n{table}\n")
     _log(f"Wrote {map_path} and {out / 'demo_results.md'} "
          f"({time.perf_counter() - t_start:.0f} s in all).")
     return 0
