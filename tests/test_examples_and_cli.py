@@ -42,6 +42,9 @@ def test_benchmark_command_writes_tables_and_maps(tmp_path):
     assert "no checkpoint, epoch or hyperparameter is chosen on the test split" in table
     assert (out / "results.csv").read_text().startswith("method,group,seed,OA")
     assert len(list(out.glob("map_*.png"))) == 2
+    # Test predictions line up with the test labels: a misaligned map would score near chance.
+    rf = [r for r in data["runs"] if r["method"].startswith("RandomForest")]
+    assert all(r["n_test"] == 5000 for r in rf) and min(r["OA"] for r in rf) > 0.7
 
 
 def test_benchmark_missing_dataset_gives_the_loaders_message(tmp_path, capsys):
@@ -77,6 +80,23 @@ def _tiny_scene():
     from sklearn_mmlgnet.datasets import make_hsi_lidar_scene
 
     return make_hsi_lidar_scene(n_rows=80, n_cols=160, n_bands=8, patch_size=5, random_state=0)
+
+
+@pytest.mark.skipif(not HAS_ST, reason="the demo uses the packaged offline text model here")
+def test_demo_prints_scores_and_writes_the_map(tmp_path, monkeypatch, capsys):
+    import sklearn_mmlgnet.datasets as datasets
+
+    scene = _tiny_scene()
+    monkeypatch.setattr(datasets, "make_hsi_lidar_scene", lambda random_state: scene)
+    n_test = int((scene.test_mask & (scene.labels > 0)).sum())
+    code = main(["demo", "--epochs", "15", "--patch-size", "5", "--out", str(tmp_path),
+                 "--text-encoder", "sentence-transformers"])
+    assert code == 0
+    out = capsys.readouterr().out
+    oa = float(out.split("\nOA ")[1].split()[0])
+    assert oa > 70  # the test labels and the predicted map line up
+    assert f"| **OA** | {n_test} |" in (tmp_path / "demo_results.md").read_text()
+    assert (tmp_path / "demo_map.png").stat().st_size > 10_000
 
 
 def test_python_dash_m_runs_the_command():
