@@ -96,3 +96,68 @@ def test_spatial_block_kfold_is_a_cv_splitter_without_overlap():
     assert scores.shape == (3,)
     with pytest.raises(ValueError, match="more than the"):
         list(SpatialBlockKFold(r, c, n_splits=50, block_size=12).split(r))
+
+
+def _rare_class_map():
+    """64 x 64 map of class 1 with a 4 x 4 patch of class 2 inside one 16 px block."""
+    lab = np.ones((64, 64), int)
+    lab[20:24, 36:40] = 2
+    return lab
+
+
+def test_spatially_disjoint_split_keeps_a_rare_class_in_training():
+    lab = _rare_class_map()
+    for seed in range(3):
+        with pytest.warns(UserWarning, match=r"class\(es\) \[2\] have no test pixel"):
+            tr, te = spatially_disjoint_split(lab, patch_size=5, block_size=16, random_state=seed)
+        assert ((lab == 2) & tr).sum() == 16  # before: the block went to test, 0 training pixels
+        assert ((lab == 1) & tr).any() and ((lab == 1) & te).any()
+        assert not _patch_overlap(tr, te, 5)
+    # min_train=0 is the unguarded split: the rare block lands in the test set
+    tr0, _ = spatially_disjoint_split(lab, patch_size=5, block_size=16, min_train=0, random_state=0)
+    assert ((lab == 2) & tr0).sum() == 0
+
+
+def test_spatially_disjoint_split_min_train_counts_and_errors():
+    lab = np.kron(_labels(shape=(12, 16)), np.ones((8, 8), int))
+    tr, te = spatially_disjoint_split(lab, patch_size=5, block_size=24, min_train=300, random_state=0)
+    assert all(((lab == c) & tr).sum() >= 300 for c in range(1, 5))
+    assert not _patch_overlap(tr, te, 5)
+    with pytest.raises(ValueError, match=r"class 2 has 16 labelled pixels, fewer than min_train=20"):
+        spatially_disjoint_split(_rare_class_map(), patch_size=5, block_size=16, min_train=20)
+    with pytest.raises(ValueError, match="min_train must be an int >= 0; got -1"):
+        spatially_disjoint_split(lab, min_train=-1)
+
+
+def _fold_blocks(r, c, y, **kw):
+    """Folds and the blocks (16 px) of each fold's test set."""
+    cv = SpatialBlockKFold(r, c, n_splits=3, block_size=16, patch_size=3, random_state=0, **kw)
+    return list(cv.split(r, y))
+
+
+def test_spatial_block_kfold_gives_every_fold_training_samples_of_every_class():
+    r, c = np.indices((64, 64))
+    r, c = r.ravel(), c.ravel()
+    blocks = (r // 16) * 4 + c // 16
+    # Find two blocks that the unguarded dealing puts in the same test fold ...
+    folds0 = _fold_blocks(r, c, None, min_train=0)
+    same = np.unique(blocks[folds0[0][1]])[:2]
+    # ... and put a rare class (a 4 x 4 patch) in the middle of each.
+    y = np.zeros(len(r), int)
+    for b in same:
+        y[(blocks == b) & (r % 16 // 4 == 1) & (c % 16 // 4 == 1)] = 1
+    unguarded = _fold_blocks(r, c, y, min_train=0)
+    assert min((y[tr] == 1).sum() for tr, _ in unguarded) == 0  # the defect: a fold without class 1
+    folds = _fold_blocks(r, c, y)
+    assert all((y[tr] == 1).sum() >= 1 and (y[tr] == 0).sum() >= 1 for tr, _ in folds)
+    assert sorted(np.concatenate([te for _, te in folds]).tolist()) == list(range(len(r)))
+    for tr, te in folds:
+        g_tr, g_te = np.zeros((64, 64), bool), np.zeros((64, 64), bool)
+        g_tr[r[tr], c[tr]] = g_te[r[te], c[te]] = True
+        assert not _patch_overlap(g_tr, g_te, 3)
+    # class labels of any kind; a class in a single block cannot be in two folds
+    y_one = np.where((blocks == same[0]) & (r % 16 // 4 == 1), "Roads", "Woods")
+    with pytest.raises(ValueError, match=r"class 'Roads' cannot give every fold min_train=1"):
+        _fold_blocks(r, c, y_one)
+    with pytest.raises(ValueError, match="y has 3 samples"):
+        _fold_blocks(r, c, y[:3])
