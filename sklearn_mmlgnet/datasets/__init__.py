@@ -2,10 +2,13 @@
 
 Every function returns a :class:`sklearn.utils.Bunch` with ``hsi`` (H, W, B),
 ``lidar`` (H, W, L), ``labels`` (H, W; 0 = unlabelled), ``class_names``
-({label: name}), ``train_mask`` and ``test_mask``.
+({label: name}), ``train_mask`` and ``test_mask``; :func:`load_idtrees` returns
+many small plots instead (``scenes``), with labelled patches and their groups
+(crown, plot, site) ready for grouped cross-validation (:func:`idtrees_splits`).
 """
 
 from ._base import get_data_home
+from ._idtrees import IDTREES_COMMON_NAMES, idtrees_splits, load_idtrees
 from ._loaders import (
     HOUSTON2013_CLASSES,
     JASPER_RIDGE_CLASSES,
@@ -25,6 +28,9 @@ __all__ = [
     "load_muufl",
     "load_houston2013",
     "load_jasper_ridge",
+    "load_idtrees",
+    "idtrees_splits",
+    "IDTREES_COMMON_NAMES",
     "make_hsi_lidar_scene",
     "read_envi_roi",
     "TRENTO_CLASSES",
