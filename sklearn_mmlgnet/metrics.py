@@ -151,3 +151,102 @@ kappa_scorer = make_scorer(kappa)
 
 #: Scorers by name, for ``scoring=SCORERS`` (multi-metric) or ``scoring=SCORERS["AA"]``.
 SCORERS = {"OA": oa_scorer, "AA": aa_scorer, "kappa": kappa_scorer}
+
+
+# ------------------------------------------------------------------ crown-level scores
+def aggregate_by_group(values, groups):
+    """Mean of ``values`` over the samples of each group (e.g. pixel probabilities per crown).
+
+    Parameters
+    ----------
+    values : array-like of shape (n_samples,) or (n_samples, n_columns)
+    groups : array-like of shape (n_samples,)
+
+    Returns
+    -------
+    group_ids : ndarray of shape (n_groups,)
+        The distinct groups, sorted.
+    means : ndarray of shape (n_groups,) or (n_groups, n_columns), float64
+
+    Examples
+    --------
+    >>> ids, means = aggregate_by_group([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]], [7, 7, 3])
+    >>> ids.tolist(), means.tolist()
+    ([3, 7], [[1.0, 0.0], [0.5, 0.5]])
+    """
+    values = np.asarray(values, dtype=np.float64)
+    groups = np.asarray(groups)
+    if groups.ndim != 1 or values.ndim not in (1, 2) or len(values) != len(groups):
+        raise ValueError(f"values must be (n,) or (n, k) and groups (n,); got {values.shape} and "
+                         f"{groups.shape}.")
+    group_ids, inverse = np.unique(groups, return_inverse=True)
+    sums = np.zeros((len(group_ids),) + values.shape[1:])
+    np.add.at(sums, inverse, values)
+    counts = np.bincount(inverse, minlength=len(group_ids)).astype(np.float64)
+    return group_ids, sums / (counts[:, None] if values.ndim == 2 else counts)
+
+
+def crown_scores(y_true, proba, groups, classes=None):
+    """Crown-level accuracy and macro F1, as IDTReeS scored: mean pixel probabilities per crown.
+
+    Each crown's prediction is the class of highest mean probability over its
+    pixels; accuracy and macro F1 (:func:`sklearn.metrics.f1_score`, averaged over
+    the classes present in the crowns' truth or predictions, 0 where undefined)
+    are then computed over crowns, so a large crown weighs as much as a small one.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_pixels,)
+        Pixel labels; every pixel of a crown must carry the crown's label.
+    proba : array-like of shape (n_pixels, n_classes)
+        ``predict_proba`` of the pixels.
+    groups : array-like of shape (n_pixels,)
+        Crown of each pixel (e.g. ``load_idtrees(...).crown_id``).
+    classes : array-like of shape (n_classes,), optional
+        The labels of ``proba``'s columns (the estimator's ``classes_``). By default
+        the sorted labels of ``y_true``, which requires every class to be present.
+
+    Returns
+    -------
+    scores : dict
+        ``accuracy``, ``macro_f1``, ``n_crowns``, and the crown-level arrays
+        ``crowns`` (the group ids, sorted), ``y_true`` and ``y_pred``.
+
+    Examples
+    --------
+    >>> y = [1, 1, 2, 2, 2]
+    >>> proba = [[.9, .1], [.2, .8], [.45, .55], [.6, .4], [.3, .7]]
+    >>> s = crown_scores(y, proba, groups=[10, 10, 20, 20, 30], classes=[1, 2])
+    >>> s["n_crowns"], round(s["accuracy"], 4), round(s["macro_f1"], 4), s["y_pred"].tolist()
+    (3, 0.6667, 0.6667, [1, 1, 2])
+    """
+    from sklearn.metrics import accuracy_score, f1_score
+
+    y_true = np.asarray(y_true)
+    proba = np.asarray(proba, dtype=np.float64)
+    groups = np.asarray(groups)
+    if y_true.ndim != 1 or groups.shape != y_true.shape or proba.ndim != 2 \
+            or len(proba) != len(y_true):
+        raise ValueError(
+            f"y_true and groups must be 1-D of length n and proba (n, n_classes); got y_true "
+            f"{y_true.shape}, proba {proba.shape}, groups {groups.shape}.")
+    if y_true.size == 0:
+        raise ValueError("y_true is empty.")
+    classes = np.unique(y_true) if classes is None else np.asarray(classes)
+    if classes.shape != (proba.shape[1],):
+        raise ValueError(
+            f"proba has {proba.shape[1]} columns but classes has {classes.size} labels "
+            f"{classes.tolist()[:10]}; pass classes=estimator.classes_.")
+    crowns, inverse = np.unique(groups, return_inverse=True)
+    truth = np.empty(len(crowns), dtype=y_true.dtype)
+    truth[inverse] = y_true
+    mixed = truth[inverse] != y_true
+    if mixed.any():
+        g = groups[mixed][0]
+        raise ValueError(f"groups must hold one label each; group {g!r} holds labels "
+                         f"{np.unique(y_true[groups == g]).tolist()}.")
+    _, mean_proba = aggregate_by_group(proba, groups)
+    y_pred = classes[np.argmax(mean_proba, axis=1)]
+    return {"accuracy": float(accuracy_score(truth, y_pred)),
+            "macro_f1": float(f1_score(truth, y_pred, average="macro", zero_division=0)),
+            "n_crowns": int(len(crowns)), "crowns": crowns, "y_true": truth, "y_pred": y_pred}
