@@ -7,12 +7,27 @@
 
 The scorers (``oa_scorer``, ``aa_scorer``, ``kappa_scorer``, or the names in
 :data:`SCORERS`) plug into ``scoring=`` of GridSearchCV and cross_val_score.
+
+The measures are scikit-learn's (``accuracy_score``, ``recall_score``,
+``balanced_accuracy_score``, ``cohen_kappa_score``, ``confusion_matrix``), under the
+names and conventions of the remote-sensing literature.
 """
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import numpy as np
-from sklearn.metrics import confusion_matrix, make_scorer
+from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    cohen_kappa_score,
+    confusion_matrix,
+    make_scorer,
+    recall_score,
+)
 
 
 def _check_pair(y_true, y_pred):
@@ -23,6 +38,20 @@ def _check_pair(y_true, y_pred):
     if y_true.size == 0:
         raise ValueError("y_true is empty.")
     return y_true, y_pred
+
+
+@contextlib.contextmanager
+def _expected_cases():
+    """Silence scikit-learn's notes on cases these measures define on purpose.
+
+    A test set rarely holds every class a model can predict (AA then averages over
+    the classes of ``y_true``), and a one-class set in perfect agreement has kappa 1.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "y_pred contains classes not in y_true", UserWarning)
+        warnings.filterwarnings("ignore", "A single label was found", UserWarning)
+        warnings.filterwarnings("ignore", category=UndefinedMetricWarning)
+        yield
 
 
 def _confusion(y_true, y_pred, labels=None):
@@ -41,7 +70,7 @@ def overall_accuracy(y_true, y_pred):
     0.75
     """
     y_true, y_pred = _check_pair(y_true, y_pred)
-    return float(np.mean(y_true == y_pred))
+    return float(accuracy_score(y_true, y_pred))
 
 
 def per_class_accuracy(y_true, y_pred, labels=None):
@@ -57,9 +86,10 @@ def per_class_accuracy(y_true, y_pred, labels=None):
     >>> per_class_accuracy([1, 1, 2, 2], [1, 2, 2, 2])
     {1: 0.5, 2: 1.0}
     """
-    cm, labels = _confusion(y_true, y_pred, labels)
-    support = cm.sum(axis=1)
-    acc = np.divide(np.diag(cm), support, out=np.full(len(labels), np.nan), where=support > 0)
+    y_true, y_pred = _check_pair(y_true, y_pred)
+    labels = np.unique(y_true) if labels is None else np.asarray(labels)
+    # A label absent from y_true has no recall: NaN, not 0.
+    acc = recall_score(y_true, y_pred, labels=labels, average=None, zero_division=np.nan)
     return {lab: float(a) for lab, a in zip(labels.tolist(), acc)}
 
 
@@ -73,7 +103,9 @@ def average_accuracy(y_true, y_pred):
     >>> average_accuracy([1, 1, 1, 2], [1, 1, 1, 1])
     0.5
     """
-    return float(np.nanmean(list(per_class_accuracy(y_true, y_pred).values())))
+    y_true, y_pred = _check_pair(y_true, y_pred)
+    with _expected_cases():
+        return float(balanced_accuracy_score(y_true, y_pred))
 
 
 def kappa(y_true, y_pred):
@@ -84,14 +116,10 @@ def kappa(y_true, y_pred):
     >>> round(kappa([1, 1, 2, 2], [1, 2, 2, 2]), 4)
     0.5
     """
-    labels = np.unique(np.concatenate([np.asarray(y_true), np.asarray(y_pred)]))
-    cm, _ = _confusion(y_true, y_pred, labels)
-    n = cm.sum()
-    p_o = np.trace(cm) / n
-    p_e = float((cm.sum(0) * cm.sum(1)).sum()) / n**2
-    if p_e == 1:
-        return 1.0 if p_o == 1 else 0.0
-    return float((p_o - p_e) / (1 - p_e))
+    y_true, y_pred = _check_pair(y_true, y_pred)
+    # Undefined only when both hold one same class (p_e = 1), i.e. perfect agreement.
+    with _expected_cases():
+        return float(cohen_kappa_score(y_true, y_pred, replace_undefined_by=1.0))
 
 
 def evaluate(y_true, y_pred):

@@ -65,3 +65,31 @@ def test_scorers_in_cross_val_score():
     np.testing.assert_allclose(cross_val_score(clf, X, y, cv=cv, scoring=aa_scorer), 0.5)
     np.testing.assert_allclose(cross_val_score(clf, X, y, cv=cv, scoring=SCORERS["OA"]), 0.7)
     np.testing.assert_allclose(cross_val_score(clf, X, y, cv=cv, scoring=SCORERS["kappa"]), 0.0)
+
+
+def test_measures_are_scikit_learns_on_random_label_sets():
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, recall_score
+    import warnings
+
+    rng = np.random.RandomState(0)
+    names = np.array(["Woods", "Roads", "Ground", "Water"])
+    for _ in range(50):
+        n = rng.randint(1, 30)
+        y_true = names[rng.randint(0, rng.randint(1, 4), n)]
+        y_pred = names[rng.randint(0, 4, n)]  # may predict classes absent from y_true
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the cases AA and kappa define raise no warning
+            r = evaluate(y_true, y_pred)
+        assert r["OA"] == accuracy_score(y_true, y_pred)
+        labels = np.unique(y_true)
+        assert list(r["per_class"].values()) == list(recall_score(y_true, y_pred, labels=labels,
+                                                                 average=None, zero_division=0))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert r["AA"] == pytest.approx(balanced_accuracy_score(y_true, y_pred))
+            expected_kappa = cohen_kappa_score(y_true, y_pred)
+        assert r["kappa"] == pytest.approx(1.0 if np.isnan(expected_kappa) else expected_kappa)
+    # one class in both, all agreeing: kappa 1 (scikit-learn leaves it undefined)
+    assert kappa([3, 3, 3], [3, 3, 3]) == 1.0
+    # a label absent from y_true has no accuracy
+    assert np.isnan(per_class_accuracy([1, 1], [1, 2], labels=[1, 2])[2])
