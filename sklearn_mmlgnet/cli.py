@@ -120,6 +120,10 @@ def build_parser():
     b.add_argument("--no-maps", action="store_true", help="skip the classification maps")
     b.add_argument("--quiet", action="store_true", help="no per-epoch lines, one line per run")
     b.set_defaults(func=benchmark)
+
+    from ._cli_scene import add_scene_commands  # fit / predict on a user's own rasters
+
+    add_scene_commands(sub, common)
     return parser
 
 
