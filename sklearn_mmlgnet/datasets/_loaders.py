@@ -9,6 +9,7 @@ any of the common layouts and returns a Bunch with ``hsi`` (H, W, B),
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 
@@ -87,10 +88,12 @@ def load_trento(data_home=None, download=False, split="standard", all_lidar_rast
     data_home : str or Path, optional
     download : bool, default=False
     split : {"standard", "disjoint"} or float or int, default="standard"
-        ``"standard"``: 129/125/105/154/184/122 random training pixels per class
-        (819), the other 29,395 for test; ``"disjoint"``: spatial blocks with no
-        patch overlap; a float or int: that fraction or count per class. A layout
-        with TRLabel/TSLabel files uses their split for ``"standard"``.
+        ``"standard"``: the published split, 129/125/105/154/184/122 training pixels
+        per class (819), the other 29,395 for test: read from ``TRLabel.mat`` /
+        ``TSLabel.mat`` when they are in the folder (either layout; with
+        ``allgrd.mat`` they must agree with it), else drawn at random with these
+        counts (``random_state``). ``"disjoint"``: spatial blocks with no patch
+        overlap; a float or int: that fraction or count per class.
     all_lidar_rasters : bool, default=False
         ``Italy_lidar.mat`` holds two rasters; the benchmark uses the first (the
         elevation). ``True`` returns both.
@@ -119,14 +122,29 @@ def load_trento(data_home=None, download=False, split="standard", all_lidar_rast
         labels = read_mat(files["labels"]).astype(np.int64)
     if labels.shape != hsi.shape[:2]:
         raise ValueError(f"Trento labels have shape {labels.shape}; the HSI is {hsi.shape[:2]}.")
-    if split == "standard" and layout == "MFT":
+    published = layout == "MFT"
+    tr_file, ts_file = (Path(files.get("labels", ".")).parent / n for n in ("TRLabel.mat",
+                                                                            "TSLabel.mat"))
+    if not published and split == "standard" and tr_file.is_file() and ts_file.is_file():
+        # The published split files beside allgrd.mat (only there: a data_home may hold
+        # another scene's TRLabel.mat in a sub-folder).
+        train_lab = read_mat(tr_file).astype(np.int64)
+        test_lab = read_mat(ts_file).astype(np.int64)
+        if not np.array_equal(np.where(train_lab > 0, train_lab, test_lab), labels):
+            raise ValueError(f"{tr_file} and {ts_file} do not add up to the ground truth in "
+                             f"{files['labels']}.")
+        published = True
+        files.update(train=tr_file, test=ts_file)
+    if split == "standard" and published:
         train, test = train_lab > 0, test_lab > 0
     elif split == "standard":
         train, test = trento_standard_split(labels, random_state=random_state)
     else:
         train, test = _split(labels, split, random_state, patch_size)
     return make_scene_bunch(hsi, lidar, labels, TRENTO_CLASSES, train, test, "trento",
-                            f"Trento HSI + LiDAR ({layout} layout), split={split!r}.",
+                            f"Trento HSI + LiDAR ({layout} layout), split={split!r}"
+                            + (" (TRLabel/TSLabel files)." if split == "standard" and published
+                               else "."),
                             files={k: str(v) for k, v in files.items()})
 
 
