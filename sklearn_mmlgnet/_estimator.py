@@ -13,26 +13,39 @@ from __future__ import annotations
 import numbers
 import warnings
 
+import joblib
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
+from skorch import NeuralNetClassifier
 
 from ._validation import (
     center_crop,
     check_band_split,
     check_channels,
+    check_device,
     check_patch_size,
     check_patches,
     check_positive_int,
+    check_real,
 )
 from .losses import ContrastiveCriterion
-from .nn import MMLGNetModule, SDHSINet
+from .nn import _MAX_LOGIT_SCALE, MMLGNetModule, SDHSINet, TextSimilarityHead
 from .text import DEFAULT_TEMPLATES, encode_class_names, make_text_encoder
 
 _LOSSES = ("symmetric", "image_to_text", "cross_entropy")
+
+# How a parameter changed since the last fit reaches a warm-started network:
+# skorch's own settings are set on the fitted net in place, the loss weights
+# rebuild the criterion, and these need nothing but the next fit. Any other
+# parameter defines the network, which is then built anew.
+_SKORCH_PARAMS = ("lr", "weight_decay", "max_epochs", "batch_size", "train_split", "callbacks",
+                  "verbose", "device")
+_CRITERION_PARAMS = ("distill_temperature", "distill_weight", "aux_ce_weight")
+_PER_FIT_PARAMS = ("warm_start", "random_state", "patch_size", "cache_dir")
 
 
 def _softmax(logits):
@@ -40,16 +53,60 @@ def _softmax(logits):
     return torch.softmax(logits.float(), dim=-1)
 
 
+def _train_loader(dataset, batch_size, **kwargs):
+    """skorch ``iterator_train``: a DataLoader over the training part only.
+
+    skorch calls it after ``train_split``, so ``len(dataset)`` is what is really
+    trained on. Batch norm cannot train on a batch of one, so the remainder is
+    dropped when the training part is larger than a batch (a different random
+    remainder each epoch); a part of at most one batch is one whole batch.
+    """
+    kwargs.setdefault("drop_last", len(dataset) > batch_size)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, **kwargs)
+
+
+class _PatchNet(NeuralNetClassifier):
+    """skorch's classifier, plus CLIP's bound on a learnt temperature.
+
+    As in CLIP, the learnt log logit scale is clamped in place after each optimizer
+    step (temperature >= 0.01), not in ``forward``: a clamp in ``forward`` would
+    zero its gradient once the parameter passed the bound and leave it stuck there.
+    """
+
+    def train_step(self, batch, **fit_params):
+        step = super().train_step(batch, **fit_params)
+        scale = getattr(self.module_, "logit_scale", None)
+        if isinstance(scale, torch.nn.Parameter) and scale.requires_grad:
+            with torch.no_grad():
+                scale.clamp_(max=_MAX_LOGIT_SCALE)
+        return step
+
+
+def _param_token(value):
+    """What a parameter's value is compared by between fits (content, not identity)."""
+    try:
+        return joblib.hash(value)
+    except Exception:  # an unpicklable value: only the very same object counts as unchanged
+        return ("id", id(value))
+
+
 class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
     """Shared fit/predict machinery for classifiers of (n, bands, P, P) patch arrays.
 
-    Subclasses implement ``_module_and_criterion(X, y_idx)`` returning the module
-    class, its keyword arguments and the criterion instance.
+    Subclasses implement ``_network_spec(X, classes)``, which reads the parameters
+    and sets nothing: it returns the module class, its keyword arguments, the
+    criterion's keyword arguments and the fitted attributes the network implies.
     """
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y, **fit_params):
         """Train on patches ``X`` of shape (n_samples, n_bands, P, P) and labels ``y``.
+
+        With ``warm_start=True`` and the same classes and bands, training goes on
+        from the fitted network; parameters changed since the last fit take effect
+        (learning rate, epochs, batch size, callbacks, ... on the fitted network; a
+        parameter that defines the network, e.g. ``hsi_channels``, builds a new one
+        with a warning).
 
         Parameters
         ----------
@@ -78,17 +135,27 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"y holds {len(classes)} class ({classes.tolist()}); at least 2 classes are needed "
                 "to train a classifier.")
-        warm = bool(self.warm_start) and hasattr(self, "net_") and np.array_equal(
-            classes, self.classes_) and X.shape[1] == self.n_features_in_
+        X = np.ascontiguousarray(center_crop(X, patch_size))
+        y_idx = y_idx.astype(np.int64)
+        params = self.get_params(deep=False)
+        warm = self.warm_start and self._can_continue(classes, X.shape[1], params)
+        if warm:
+            self._apply_changed_params(params)
+        else:
+            module, module_kwargs, criterion_kwargs, attributes = self._network_spec(X, classes)
+            net = self._make_net(module, module_kwargs, criterion_kwargs)
+
+        # The fitted state, all of it set here.
         self.classes_ = classes
         self.n_features_in_ = X.shape[1]
         self.patch_size_ = patch_size
-        X = np.ascontiguousarray(center_crop(X, patch_size))
-        y_idx = y_idx.astype(np.int64)
-
         if not warm:
-            module, module_kwargs, criterion = self._module_and_criterion(X, y_idx)
-            self.net_ = self._make_net(module, module_kwargs, criterion, n_train=len(X))
+            for name, value in attributes.items():  # e.g. text_embeddings_, n_hsi_bands_
+                setattr(self, name, value)
+            self.net_ = net
+        self._last_fit_params = {
+            k: (v if k in _SKORCH_PARAMS + _CRITERION_PARAMS else _param_token(v))
+            for k, v in params.items() if k not in _PER_FIT_PARAMS}
         # An int random_state gives the same seed every fit; None draws a fresh one.
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         devices = [torch.cuda.current_device()] if str(self.device).startswith("cuda") else []
@@ -101,39 +168,88 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
         self.history_ = self.net_.history
         return self
 
-    def _make_net(self, module, module_kwargs, criterion, n_train):
-        from skorch import NeuralNetClassifier
+    def _can_continue(self, classes, n_features, params):
+        """Whether a warm start can go on with the fitted network (warns when not)."""
+        last = getattr(self, "_last_fit_params", None)
+        if not hasattr(self, "net_") or last is None:
+            return False
+        reason = None
+        if not np.array_equal(classes, self.classes_):
+            reason = f"y holds other classes than at the last fit ({self.classes_.tolist()})"
+        elif n_features != self.n_features_in_:
+            reason = f"X has {n_features} bands, the fitted network {self.n_features_in_}"
+        else:
+            changed = sorted(
+                k for k, v in params.items()
+                if k in last and k not in _SKORCH_PARAMS + _CRITERION_PARAMS
+                and _param_token(v) != last[k])
+            if changed:
+                reason = f"{', '.join(changed)} changed since the last fit and define(s) the network"
+        if reason is None:
+            return True
+        warnings.warn(f"warm_start=True but {reason}: training a new network from scratch.",
+                      UserWarning, stacklevel=3)
+        return False
 
-        kwargs = {f"module__{k}": v for k, v in module_kwargs.items()}
-        optimizer_kwargs = {}
-        if self.weight_decay:
-            optimizer_kwargs["optimizer__weight_decay"] = self.weight_decay
-        return NeuralNetClassifier(
+    def _apply_changed_params(self, params):
+        """Set on the fitted skorch net the parameters changed since the last fit."""
+        last = self._last_fit_params
+        changed = {k: params[k] for k in _SKORCH_PARAMS + _CRITERION_PARAMS
+                   if k in params and not _same_setting(params[k], last.get(k))}
+        updates = {}
+        for name, value in changed.items():
+            if name == "weight_decay":
+                updates["optimizer__weight_decay"] = float(value)
+            elif name in _CRITERION_PARAMS:
+                updates[f"criterion__{name}"] = value  # skorch rebuilds criterion and optimizer
+            elif name != "device":
+                updates[name] = value
+        if updates:
+            self.net_.set_params(**updates)
+        if "device" in changed:
+            net = self.net_
+            state = net.optimizer_.state_dict()
+            net.set_params(device=changed["device"])
+            net.module_.to(changed["device"])  # in place: the optimizer keeps its parameters
+            net.criterion_.to(changed["device"])
+            net.optimizer_.load_state_dict(state)  # moves Adam's moments next to them
+
+    def _make_net(self, module, module_kwargs, criterion_kwargs):
+        return _PatchNet(
             module=module,
-            criterion=criterion,
+            criterion=ContrastiveCriterion,
             optimizer=torch.optim.Adam,
             lr=self.lr,
+            optimizer__weight_decay=float(self.weight_decay),
             max_epochs=self.max_epochs,
             batch_size=self.batch_size,
             train_split=self.train_split,
             callbacks=self.callbacks,
             predict_nonlinearity=_softmax,
-            warm_start=bool(self.warm_start),
             verbose=self.verbose,
             device=self.device,
+            iterator_train=_train_loader,
             iterator_train__shuffle=True,
-            # Batch norm cannot train on a batch of one; a dropped remainder is a
-            # different random subset each epoch.
-            iterator_train__drop_last=n_train > self.batch_size,
-            **optimizer_kwargs,
-            **kwargs,
+            **{f"module__{k}": v for k, v in module_kwargs.items()},
+            **{f"criterion__{k}": v for k, v in criterion_kwargs.items()},
         )
 
     def _check_params(self):
         check_positive_int(self.max_epochs, "max_epochs", minimum=0)
         check_positive_int(self.batch_size, "batch_size")
-        if not isinstance(self.lr, numbers.Real) or self.lr <= 0:
-            raise ValueError(f"lr must be a positive float; got {self.lr!r}.")
+        check_real(self.lr, "lr", low=0, low_inclusive=False)
+        check_real(self.weight_decay, "weight_decay", low=0)
+        check_real(self.dropout, "dropout", low=0, high=1)
+        check_real(self.distill_temperature, "distill_temperature", low=0, low_inclusive=False)
+        check_real(self.distill_weight, "distill_weight", low=0)
+        check_real(self.aux_ce_weight, "aux_ce_weight", low=0)
+        check_device(self.device)
+
+    def _criterion_kwargs(self, loss):
+        return dict(loss=loss, distill=bool(self.self_distillation),
+                    distill_temperature=float(self.distill_temperature),
+                    aux_ce_weight=float(self.aux_ce_weight),
+                    distill_weight=float(self.distill_weight))
 
     # -------------------------------------------------------------- predict
     def _check_predict_X(self, X):
@@ -216,6 +332,16 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
         return {name: float(c) / len(X) for name, c in zip(names, correct)}
 
 
+def _same_setting(a, b):
+    """Whether a skorch setting is unchanged: the same object, or an equal plain value."""
+    if a is b:
+        return True
+    plain = (numbers.Number, str, bytes, type(None))
+    if isinstance(a, plain) and isinstance(b, plain):
+        return type(a) is type(b) and a == b
+    return False
+
+
 def _resolve_class_names(classes, class_names):
     """Names used in the prompts, one per entry of ``classes``."""
     if class_names is None:
@@ -263,9 +389,11 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         serves every searched size. ``None`` uses the full patches.
     temperature : float, default=0.07
         Softmax temperature of the cosine similarities (its initial value when
-        ``learn_temperature=True``).
+        ``learn_temperature=True``). Any positive value when fixed; at least 0.01
+        when learnt.
     learn_temperature : bool, default=False
-        Train the temperature as CLIP's log logit scale.
+        Train the temperature as CLIP's log logit scale, kept >= 0.01 as in CLIP (the
+        parameter is clamped after each optimizer step, so it can leave the bound).
     loss : {"symmetric", "image_to_text", "cross_entropy"}, default="symmetric"
         ``"symmetric"`` is MMLGNet's loss; ``"image_to_text"`` the one-direction
         ablation; ``"cross_entropy"`` drops the language side entirely (a plain
@@ -298,7 +426,9 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         Add a head after every encoder stage but the last, taught by the final
         head (SDHSI-Net's self-distillation); inference uses the final head only.
     distill_temperature, distill_weight, aux_ce_weight : float, default=5.0, 0.1, 0.8
-        ``T``, ``b`` and ``a`` in ``a * sum CE(aux) + b * sum KL(aux/T || final/T) T^2``.
+        ``T > 0``, ``b >= 0`` and ``a >= 0`` in
+        ``a * sum CE(aux) + b * sum KL(softmax(final/T) || softmax(aux/T)) T^2``: the KL
+        of each student (aux) head from the detached final head, its teacher.
     lr : float, default=5e-4
         Adam learning rate.
     weight_decay : float, default=0.0
@@ -310,7 +440,12 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
     callbacks : list, optional
         skorch callbacks (EarlyStopping, Checkpoint, ProgressBar, ...).
     warm_start : bool, default=False
-        Continue training the fitted network on the next ``fit``.
+        Continue training the fitted network on the next ``fit`` (same classes and
+        bands). Parameters changed meanwhile take effect: skorch's settings (``lr``,
+        ``max_epochs``, ``batch_size``, ``callbacks``, ``train_split``, ``verbose``,
+        ``weight_decay``, ``device``) on the fitted network, the distillation weights
+        on a new criterion; one that defines the network (channels, loss, text, ...)
+        starts a new network, with a warning.
     verbose : int, default=0
         skorch's per-epoch table when >= 1.
     device : str, default="cpu"
@@ -328,6 +463,9 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         The class text embeddings the model scores against.
     text_encoder_info_ : dict
         Backend, model and weights that produced ``text_embeddings_``.
+    temperature_ : float
+        The softmax temperature of the fitted model (learnt or as given); an
+        AttributeError with ``loss="cross_entropy"``, which has none.
     n_features_in_ : int
         Bands of X (HSI + LiDAR).
     n_hsi_bands_ : int
@@ -400,76 +538,82 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         super()._check_params()
         if self.loss not in _LOSSES:
             raise ValueError(f"loss must be one of {_LOSSES}; got {self.loss!r}.")
-        if not isinstance(self.temperature, numbers.Real) or not self.temperature > 0:
-            raise ValueError(f"temperature must be a positive float; got {self.temperature!r}.")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1); got {self.dropout!r}.")
+        check_real(self.temperature, "temperature", low=0, low_inclusive=False)
+        bound = float(np.exp(-_MAX_LOGIT_SCALE))
+        if self.learn_temperature and self.temperature < bound:
+            raise ValueError(
+                f"temperature={self.temperature!r} is below {bound:g}, CLIP's lower bound on a "
+                "learnt temperature, which would clamp it at the first step; give temperature "
+                f">= {bound:g} with learn_temperature=True (a fixed temperature may be lower).")
 
     def _band_description(self):
         return f"{self.n_hsi_bands_} HSI + {self.n_features_in_ - self.n_hsi_bands_} LiDAR bands"
 
-    def _text_embeddings(self, class_names):
-        """Class embeddings from the parameters: given, encoded, or (no language) none."""
-        n_classes = len(self.classes_)
+    def _text_embeddings(self, classes, class_names):
+        """Class embeddings and where they came from: given, encoded, or (no language) none."""
+        n_classes = len(classes)
         if self.loss == "cross_entropy":
-            self.text_encoder_info_ = {"backend": None, "model": None, "weights": None}
-            return np.eye(n_classes, dtype=np.float32)  # only the class count is used
+            info = {"backend": None, "model": None, "weights": None}
+            return np.eye(n_classes, dtype=np.float32), info  # only the class count is used
         if self.text_embeddings is not None:
             emb = self.text_embeddings
             if isinstance(emb, dict):
-                missing = [c for c in self.classes_.tolist() if c not in emb]
+                missing = [c for c in classes.tolist() if c not in emb]
                 if missing:
                     raise ValueError(f"text_embeddings has no vector for label(s) {missing}.")
-                emb = [emb[c] for c in self.classes_.tolist()]
+                emb = [emb[c] for c in classes.tolist()]
             emb = np.asarray(emb, dtype=np.float32)
             if emb.ndim != 2 or emb.shape[0] != n_classes:
                 raise ValueError(
                     f"text_embeddings must have shape (n_classes={n_classes}, dim); got {emb.shape}.")
             if not np.isfinite(emb).all() or (np.linalg.norm(emb, axis=1) == 0).any():
                 raise ValueError("text_embeddings must be finite with no all-zero row.")
-            self.text_encoder_info_ = {"backend": "precomputed", "model": None, "weights": None}
-            return emb
+            return emb, {"backend": "precomputed", "model": None, "weights": None}
         encoder = make_text_encoder(self.text_encoder, clip_model=self.clip_model,
                                     clip_pretrained=self.clip_pretrained,
                                     text_model=self.text_model)
         templates = DEFAULT_TEMPLATES if self.prompt_templates is None else self.prompt_templates
         emb = encode_class_names(class_names, templates, encoder=encoder, cache_dir=self.cache_dir)
-        self.text_encoder_info_ = dict(encoder.identity, templates=list(templates))
-        return emb
+        return emb, dict(encoder.identity, templates=list(templates))
 
-    def _module_and_criterion(self, X, y_idx):
+    def _network_spec(self, X, classes):
         n_hsi, n_lidar = check_band_split(X.shape[1], self.n_lidar_bands)
-        self.n_hsi_bands_ = n_hsi
         hsi_channels = check_channels(self.hsi_channels, "hsi_channels")
         lidar_channels = check_channels(self.lidar_channels, "lidar_channels")
         check_positive_int(self.fusion_dim, "fusion_dim")
         # Names matter only when a text encoder writes them into prompts.
         needs_names = self.loss != "cross_entropy" and self.text_embeddings is None
-        self.class_names_ = (
-            _resolve_class_names(self.classes_, self.class_names)
+        class_names = (
+            _resolve_class_names(classes, self.class_names)
             if needs_names or self.class_names is not None
-            else [str(c) for c in self.classes_])
-        self.text_embeddings_ = self._text_embeddings(self.class_names_)
+            else [str(c) for c in classes])
+        embeddings, encoder_info = self._text_embeddings(classes, class_names)
         module_kwargs = dict(
             n_hsi_bands=n_hsi, n_lidar_bands=n_lidar,
-            text_embeddings=torch.as_tensor(self.text_embeddings_),
+            text_embeddings=torch.as_tensor(embeddings),
             hsi_channels=hsi_channels, lidar_channels=lidar_channels,
             fusion_dim=int(self.fusion_dim), temperature=float(self.temperature),
             learn_temperature=bool(self.learn_temperature),
             head="linear" if self.loss == "cross_entropy" else "text",
             aux_heads=bool(self.self_distillation), dropout=float(self.dropout))
-        criterion = ContrastiveCriterion(
-            loss=self.loss, distill=bool(self.self_distillation),
-            distill_temperature=self.distill_temperature, aux_ce_weight=self.aux_ce_weight,
-            distill_weight=self.distill_weight)
-        return MMLGNetModule, module_kwargs, criterion
+        attributes = dict(n_hsi_bands_=n_hsi, class_names_=class_names,
+                          text_embeddings_=embeddings, text_encoder_info_=encoder_info)
+        return MMLGNetModule, module_kwargs, self._criterion_kwargs(self.loss), attributes
 
     @property
     def temperature_(self):
-        """The (possibly learnt) softmax temperature after fit."""
+        """The softmax temperature of the fitted model (learnt or as given).
+
+        Raises AttributeError for a model fitted with ``loss="cross_entropy"``,
+        whose linear head has no temperature.
+        """
         check_is_fitted(self, "net_")
-        scale = float(self.net_.module_.logit_scale.detach().clamp(max=np.log(100.0)))
-        return float(np.exp(-scale))
+        module = self.net_.module_
+        if not isinstance(module.head, TextSimilarityHead):
+            raise AttributeError(
+                "temperature_ is not defined for a model fitted with loss='cross_entropy': its "
+                "linear head scores classes without text similarities, so no temperature applies.")
+        return float(torch.exp(-module.logit_scale.detach().double()))
 
 
 class SDHSIClassifier(_SkorchPatchClassifier):
@@ -478,8 +622,8 @@ class SDHSIClassifier(_SkorchPatchClassifier):
     A HybridSN-like backbone (3-D convolutions over band x row x col, then a 2-D
     convolution, then a fully connected head) with a linear student head after every
     convolutional stage. Loss: ``CE(final) + a * sum CE(student)
-    + b * sum KL(student / T || final / T) * T^2`` with the final head detached as
-    teacher. Inference uses the final head only. Reduce the bands first (e.g. with
+    + b * sum KL(softmax(final / T) || softmax(student / T)) * T^2`` with the final
+    head detached as teacher. Inference uses the final head only. Reduce the bands first (e.g. with
     :class:`~sklearn_mmlgnet.preprocessing.SpectralPCA`, 30 components in the paper).
 
     Parameters
@@ -493,8 +637,10 @@ class SDHSIClassifier(_SkorchPatchClassifier):
     hidden : int, default=256
     dropout : float, default=0.4
     self_distillation : bool, default=True
-        ``False`` trains the final head alone (the ablation).
+        ``False`` trains the final head alone (the ablation): no student heads are
+        built or run.
     distill_temperature, distill_weight, aux_ce_weight : float, default=5.0, 0.1, 0.8
+        ``T > 0``, ``b >= 0`` and ``a >= 0`` in the loss above.
     lr : float, default=1e-3
         Adam learning rate.
     weight_decay, max_epochs, batch_size, train_split, callbacks, warm_start, verbose, device, random_state
@@ -543,22 +689,17 @@ class SDHSIClassifier(_SkorchPatchClassifier):
         self.device = device
         self.random_state = random_state
 
-    def _module_and_criterion(self, X, y_idx):
+    def _network_spec(self, X, classes):
         conv3d = check_channels(self.conv3d_channels, "conv3d_channels")
         kernels = check_channels(self.spectral_kernels, "spectral_kernels")
         if len(kernels) != len(conv3d):
             raise ValueError(
                 f"spectral_kernels has {len(kernels)} entries but conv3d_channels has "
                 f"{len(conv3d)}; give one spectral kernel size per 3-D stage.")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1); got {self.dropout!r}.")
         module_kwargs = dict(
-            n_bands=X.shape[1], n_classes=len(self.classes_), conv3d_channels=conv3d,
+            n_bands=X.shape[1], n_classes=len(classes), conv3d_channels=conv3d,
             spectral_kernels=kernels,
             conv2d_channels=check_positive_int(self.conv2d_channels, "conv2d_channels"),
-            hidden=check_positive_int(self.hidden, "hidden"), dropout=float(self.dropout))
-        criterion = ContrastiveCriterion(
-            loss="cross_entropy", distill=bool(self.self_distillation),
-            distill_temperature=self.distill_temperature, aux_ce_weight=self.aux_ce_weight,
-            distill_weight=self.distill_weight)
-        return SDHSINet, module_kwargs, criterion
+            hidden=check_positive_int(self.hidden, "hidden"), dropout=float(self.dropout),
+            aux_heads=bool(self.self_distillation))
+        return SDHSINet, module_kwargs, self._criterion_kwargs("cross_entropy"), {}

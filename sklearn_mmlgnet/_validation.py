@@ -143,3 +143,45 @@ def check_channels(value, name):
     if not value or any(v < 1 for v in value):
         raise ValueError(f"{name} must be a non-empty sequence of positive ints; got {value!r}.")
     return value
+
+
+def check_real(value, name, *, low=None, low_inclusive=True, high=None, high_inclusive=False):
+    """A finite real number (not a bool) within the given bounds, else a ValueError naming it.
+
+    Examples
+    --------
+    >>> check_real(0.5, "dropout", low=0, high=1)
+    0.5
+    >>> check_real(0, "distill_temperature", low=0, low_inclusive=False)
+    Traceback (most recent call last):
+    ...
+    ValueError: distill_temperature must be a finite float > 0; got 0.
+    """
+    bounds = []
+    if low is not None:
+        bounds.append(f"{'>=' if low_inclusive else '>'} {low}")
+    if high is not None:
+        bounds.append(f"{'<=' if high_inclusive else '<'} {high}")
+    expected = "a finite float" + (" " + " and ".join(bounds) if bounds else "")
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+    if ok and low is not None:
+        ok = value >= low if low_inclusive else value > low
+    if ok and high is not None:
+        ok = value <= high if high_inclusive else value < high
+    if not ok:
+        raise ValueError(f"{name} must be {expected}; got {value!r}.")
+    return float(value)
+
+
+def check_device(device, name="device"):
+    """A torch device string that this machine has, else a ValueError naming it."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{name} must be a torch device such as 'cpu' or 'cuda'; got {device!r}.") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name}={device!r} but torch sees no CUDA device on this machine; use 'cpu'.")
+    return device

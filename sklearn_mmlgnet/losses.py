@@ -50,10 +50,24 @@ def symmetric_contrastive_loss(logits, y):
 
 def self_distillation_loss(final_logits, aux_logits, y, *, temperature=5.0, aux_ce_weight=0.8,
                            distill_weight=0.1):
-    """The SDHSI-Net auxiliary terms: ``a * sum CE(aux) + b * sum KL(aux/T || final/T) * T^2``.
+    """The SDHSI-Net auxiliary terms: ``a * sum CE(aux) + b * sum KL(p || q_k) * T^2``.
 
-    The final head is the teacher and is detached, so the KL term moves only the
-    students. The main loss of the final head is added by the caller.
+    ``p = softmax(final / T)`` is the teacher, ``q_k = softmax(aux_k / T)`` a student:
+    the KL is taken from the student to the teacher, ``KL(teacher || student) =
+    sum p (log p - log q_k)`` (what :func:`torch.nn.functional.kl_div` computes from
+    the student's log-probabilities and the teacher's probabilities), averaged over
+    the batch. The final head is detached, so the KL term moves only the students.
+    The main loss of the final head is added by the caller.
+
+    Parameters
+    ----------
+    final_logits : Tensor of shape (n_samples, n_classes)
+    aux_logits : list of Tensor of shape (n_samples, n_classes)
+    y : LongTensor of shape (n_samples,)
+    temperature : float, default=5.0
+        ``T > 0``.
+    aux_ce_weight, distill_weight : float, default=0.8, 0.1
+        ``a >= 0`` and ``b >= 0``.
 
     Examples
     --------

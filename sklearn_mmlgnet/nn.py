@@ -80,8 +80,10 @@ class TextSimilarityHead(nn.Module):
 
     def forward(self, features):
         v = F.normalize(self.proj(features), dim=1)
-        scale = self.logit_scale.clamp(max=_MAX_LOGIT_SCALE).exp()
-        return scale * v @ self.text.t()
+        # No clamp here: a clamp in forward kills the gradient once the scale passes
+        # the bound. As CLIP, the estimator clamps a learnt scale's data after each
+        # optimizer step instead, and a fixed one may exceed the bound.
+        return self.logit_scale.exp() * v @ self.text.t()
 
 
 class MMLGNetModule(nn.Module):
@@ -170,7 +172,7 @@ class SDHSINet(nn.Module):
     """
 
     def __init__(self, n_bands, n_classes, conv3d_channels=(8, 16, 32), spectral_kernels=(7, 5, 3),
-                 conv2d_channels=64, hidden=256, dropout=0.4):
+                 conv2d_channels=64, hidden=256, dropout=0.4, aux_heads=True):
         super().__init__()
         stages3d, prev, depth = [], 1, n_bands
         for width, k in zip(conv3d_channels, spectral_kernels):
@@ -185,9 +187,10 @@ class SDHSINet(nn.Module):
             nn.BatchNorm2d(conv2d_channels), nn.ReLU(inplace=True))
         self.fc = nn.Sequential(nn.Linear(2 * conv2d_channels, hidden), nn.ReLU(inplace=True),
                                 nn.Dropout(dropout), nn.Linear(hidden, n_classes))
+        # Student heads exist only for self-distillation (aux_heads=False: none built or run).
         self.aux = nn.ModuleList(
             [nn.Linear(2 * w, n_classes) for w in conv3d_channels[: len(stages3d)]]
-            + [nn.Linear(2 * conv2d_channels, n_classes)])
+            + [nn.Linear(2 * conv2d_channels, n_classes)] if aux_heads else [])
 
     def forward(self, X, return_aux=False):
         x = X.unsqueeze(1)
@@ -198,6 +201,6 @@ class SDHSINet(nn.Module):
         x = self.conv2d(x.flatten(1, 2))
         pooled.append(_pool(x))
         logits = self.fc(pooled[-1])
-        if not (self.training or return_aux):
+        if not (self.aux and (self.training or return_aux)):
             return logits
         return logits, [head(p) for head, p in zip(self.aux, pooled)]

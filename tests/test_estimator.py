@@ -283,7 +283,7 @@ def test_predict_before_fit():
 
 @pytest.mark.parametrize("params, match", [
     ({"loss": "hinge"}, "loss must be one of"),
-    ({"temperature": 0}, "temperature must be a positive float"),
+    ({"temperature": 0}, "temperature must be a finite float > 0"),
     ({"text_embeddings": np.ones((2, 4))}, r"shape \(n_classes=3, dim\)"),
     ({"text_embeddings": np.zeros((3, 4))}, "no all-zero row"),
     ({"text_encoder": "word2vec", "text_embeddings": None}, "text_encoder must be"),
