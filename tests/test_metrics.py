@@ -93,3 +93,14 @@ def test_measures_are_scikit_learns_on_random_label_sets():
     assert kappa([3, 3, 3], [3, 3, 3]) == 1.0
     # a label absent from y_true has no accuracy
     assert np.isnan(per_class_accuracy([1, 1], [1, 2], labels=[1, 2])[2])
+
+
+def test_predictions_of_classes_absent_from_y_true_count_as_errors():
+    # Class 3 is predicted but not in y_true: that sample of class 1 is wrong, and
+    # stays in class 1's support (it used to vanish, inflating AA to 100 %).
+    y_true, y_pred = [1, 1, 2], [1, 3, 2]
+    assert per_class_accuracy(y_true, y_pred) == {1: 0.5, 2: 1.0}
+    assert average_accuracy(y_true, y_pred) == 0.75
+    table = classification_table(y_true, y_pred)
+    assert "| 1 | 2 | 50.00 |" in table and "| **OA** | 3 | 66.67 |" in table
+    assert "| **AA** |  | 75.00 |" in table
