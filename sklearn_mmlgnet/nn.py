@@ -29,12 +29,34 @@ def _pool(x):
     return torch.cat([x.mean(dim=(-2, -1)), x[..., c, c]], dim=1)
 
 
+def _pad_to_receptive_field(x, size):
+    """Replicate-pad the patch's own border until it is at least ``size`` wide.
+
+    The convolutions are "valid" (no zero padding), so a patch smaller than the
+    receptive field would leave no output pixel. Such patches (single pixels read
+    as P = 1, tiny test patches) are grown by repeating their edge pixels, a
+    patch-local padding that :mod:`sklearn_mmlgnet.dense` cannot reproduce on a
+    scene: dense prediction is exact only for patches at least ``size`` wide.
+    """
+    P = x.shape[-1]
+    if P >= size:
+        return x
+    p = (size - P + 1) // 2
+    return F.pad(x, (p, p, p, p), mode="replicate")
+
+
 class ConvEncoder(nn.Module):
-    """A light 2-D convolutional stack: (conv 3x3, batch norm, ReLU) per stage.
+    """A light 2-D convolutional stack: (valid conv 3x3, batch norm, ReLU) per stage.
 
     ``forward`` returns the pooled features of every stage (global average and
     centre pixel, ``2 * width`` each), so auxiliary heads can read the intermediate
     ones.
+
+    The convolutions do not zero-pad: each stage trims one pixel per side, so a
+    P x P patch's stage-k map is the crop of the whole scene's stage-k map around
+    the patch centre, and the patch network is the dense (full-scene) network read
+    at one pixel (see :mod:`sklearn_mmlgnet.dense`). Patches narrower than
+    :attr:`receptive_field` (``2 * n_stages + 1``) are first replicate-padded to it.
 
     Examples
     --------
@@ -49,15 +71,17 @@ class ConvEncoder(nn.Module):
         stages, prev = [], in_channels
         for width in channels:
             stages.append(nn.Sequential(
-                nn.Conv2d(prev, width, kernel_size=3, padding=1, bias=False),
+                nn.Conv2d(prev, width, kernel_size=3, padding=0, bias=False),
                 nn.BatchNorm2d(width),
                 nn.ReLU(inplace=True),
             ))
             prev = width
         self.stages = nn.ModuleList(stages)
         self.out_features = 2 * prev
+        self.receptive_field = 2 * len(stages) + 1
 
     def forward(self, x):
+        x = _pad_to_receptive_field(x, self.receptive_field)
         pooled = []
         for stage in self.stages:
             x = stage(x)
@@ -120,6 +144,8 @@ class MMLGNetModule(nn.Module):
         self.n_hsi_bands = n_hsi_bands
         self.hsi = ConvEncoder(n_hsi_bands, hsi_channels)
         self.lidar = ConvEncoder(n_lidar_bands, lidar_channels) if n_lidar_bands else None
+        # Smallest patch side for which dense (full-scene) prediction is exact.
+        self.receptive_field = max(e.receptive_field for e in (self.hsi, self.lidar) if e)
         fused_in = self.hsi.out_features + (self.lidar.out_features if self.lidar else 0)
         self.fusion = nn.Sequential(
             nn.Linear(fused_in, fusion_dim), nn.ReLU(inplace=True), nn.Dropout(dropout))
@@ -162,6 +188,9 @@ class SDHSINet(nn.Module):
     3-D convolutions over (band, row, col), then a 2-D convolution over the stacked
     spectral feature maps, then a fully connected head. A linear head reads the pooled
     output of every convolutional stage; they are the students of self-distillation.
+    The convolutions are valid in space (no zero padding), as in
+    :class:`ConvEncoder`, so dense full-scene prediction is exact for patches of at
+    least :attr:`receptive_field` pixels (``2 * (n_3d_stages + 1) + 1``, 9 by default).
 
     Examples
     --------
@@ -178,13 +207,15 @@ class SDHSINet(nn.Module):
         for width, k in zip(conv3d_channels, spectral_kernels):
             k = max(1, min(k, depth))  # few bands: shrink the spectral kernel, never fail
             stages3d.append(nn.Sequential(
-                nn.Conv3d(prev, width, kernel_size=(k, 3, 3), padding=(0, 1, 1), bias=False),
+                nn.Conv3d(prev, width, kernel_size=(k, 3, 3), padding=0, bias=False),
                 nn.BatchNorm3d(width), nn.ReLU(inplace=True)))
             prev, depth = width, depth - k + 1
         self.stages3d = nn.ModuleList(stages3d)
         self.conv2d = nn.Sequential(
-            nn.Conv2d(prev * depth, conv2d_channels, kernel_size=3, padding=1, bias=False),
+            nn.Conv2d(prev * depth, conv2d_channels, kernel_size=3, padding=0, bias=False),
             nn.BatchNorm2d(conv2d_channels), nn.ReLU(inplace=True))
+        # Valid 3 x 3 convolutions in space (as HybridSN): see ConvEncoder.
+        self.receptive_field = 2 * (len(stages3d) + 1) + 1
         self.fc = nn.Sequential(nn.Linear(2 * conv2d_channels, hidden), nn.ReLU(inplace=True),
                                 nn.Dropout(dropout), nn.Linear(hidden, n_classes))
         # Student heads exist only for self-distillation (aux_heads=False: none built or run).
@@ -193,7 +224,7 @@ class SDHSINet(nn.Module):
             + [nn.Linear(2 * conv2d_channels, n_classes)] if aux_heads else [])
 
     def forward(self, X, return_aux=False):
-        x = X.unsqueeze(1)
+        x = _pad_to_receptive_field(X, self.receptive_field).unsqueeze(1)
         pooled = []
         for stage in self.stages3d:
             x = stage(x)
