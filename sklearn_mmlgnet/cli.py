@@ -3,6 +3,21 @@
 ``mmlgnet demo`` fits MMLGNet on the embedded synthetic scene and writes its map;
 ``mmlgnet benchmark`` runs MMLGNet, its ablations, SDHSI-Net and classic
 baselines over seeds and writes Markdown/CSV/JSON tables and maps.
+
+A failure is one line on stderr (``mmlgnet: error: ...``) and an exit status
+that says what kind it was (``--traceback`` shows the Python traceback instead):
+
+===  ==================================================================
+0    done
+1    unexpected error (a bug: please report it with ``--traceback``)
+2    bad arguments: an unknown option or value, ``--device`` not usable
+     here, ``--methods`` matching no method, a value the estimators reject
+3    a file was not found (dataset files missing from ``--data-home``)
+4    a component is unavailable: the text encoder's weights or package,
+     an optional dependency
+5    another file-system error (permissions, disk full)
+130  interrupted (Ctrl-C); the benchmark keeps the runs it finished
+===  ==================================================================
 """
 
 from __future__ import annotations
@@ -11,6 +26,18 @@ import argparse
 import sys
 import time
 from pathlib import Path
+
+from .text import TextEncoderUnavailableError
+
+#: Known failures and their exit status; the first matching type answers.
+EXIT_CODES = (
+    (TextEncoderUnavailableError, 4),
+    (ImportError, 4),
+    (FileNotFoundError, 3),
+    (OSError, 5),
+    (ValueError, 2),
+    (TypeError, 2),
+)
 
 
 def _log(msg):
@@ -81,15 +108,14 @@ def benchmark(args):
     except KeyboardInterrupt:
         _log(f"\nInterrupted: the {len(run.results)} finished runs are in {args.out}.")
         return 130
-    except FileNotFoundError as exc:
-        _log(f"error: {exc}")
-        return 2
     _log(f"Wrote {args.out}/results_{args.dataset}.md, results.csv, results.json and the maps.")
     return 0
 
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="mmlgnet", description=__doc__.splitlines()[0])
+    parser.add_argument("--traceback", action="store_true",
+                        help="on error, show the Python traceback instead of one line")
     sub = parser.add_subparsers(dest="command", required=True)
 
     common = argparse.ArgumentParser(add_help=False)
@@ -127,9 +153,73 @@ def build_parser():
     return parser
 
 
+def check_device(device):
+    """``device`` if torch can use it on this machine, else a ValueError saying why.
+
+    Examples
+    --------
+    >>> check_device("cpu")
+    'cpu'
+    >>> check_device("foo")
+    Traceback (most recent call last):
+    ...
+    ValueError: --device 'foo' is not a torch device; use cpu, cuda or cuda:N.
+    """
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"--device {device!r} is not a torch device; use cpu, cuda or cuda:N.") from None
+    if dev.type == "cpu":
+        return device
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device!r}: CUDA is not available here (torch {torch.__version__}"
+                             f", built for CUDA {torch.version.cuda}); use --device cpu.")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device!r}: this machine has {torch.cuda.device_count()} CUDA "
+                             f"device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}.")
+        return device
+    backend = torch.backends.mps if dev.type == "mps" else getattr(torch, dev.type, None)
+    if not getattr(backend, "is_available", lambda: False)():
+        raise ValueError(f"--device {device!r}: no {dev.type} device is available here; use --device cpu.")
+    return device
+
+
+def _check_text_encoder(choice):
+    """Fail before any data is read when the CLIP weights asked for cannot be had."""
+    if choice == "open_clip":
+        from .text import make_text_encoder
+
+        make_text_encoder("open_clip").resolve_weights()
+
+
+def _one_line(exc):
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    """Run the command; returns the exit status (see the table in the module docstring)."""
+    args = build_parser().parse_args(argv)  # argparse itself exits 2 on unknown options
+    try:
+        # Checks every subcommand with these options shares, before any work.
+        if getattr(args, "device", None) is not None:
+            check_device(args.device)
+        _check_text_encoder(getattr(args, "text_encoder", None))
+        return args.func(args)
+    except KeyboardInterrupt:
+        if args.traceback:
+            raise
+        print("mmlgnet: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.traceback:
+            raise
+        code = next((c for t, c in EXIT_CODES if isinstance(exc, t)), 1)
+        what = "" if code != 1 else f"unexpected {type(exc).__name__} (rerun with --traceback and report it): "
+        print(f"mmlgnet: error: {what}{_one_line(exc)}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":  # pragma: no cover

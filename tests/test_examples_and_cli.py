@@ -47,13 +47,6 @@ def test_benchmark_command_writes_tables_and_maps(tmp_path):
     assert all(r["n_test"] == 5000 for r in rf) and min(r["OA"] for r in rf) > 0.7
 
 
-def test_benchmark_missing_dataset_gives_the_loaders_message(tmp_path, capsys):
-    code = main(["benchmark", "--dataset", "trento", "--data-home", str(tmp_path), "--out",
-                 str(tmp_path / "o")])
-    assert code == 2
-    assert "Italy_hsi.mat" in capsys.readouterr().out
-
-
 def test_interrupted_benchmark_keeps_finished_runs(tmp_path, monkeypatch):
     from sklearn_mmlgnet import benchmark
 
