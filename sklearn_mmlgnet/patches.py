@@ -14,6 +14,7 @@ a batch costs only its own memory whatever the scene size.
 from __future__ import annotations
 
 import numbers
+import sys
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -181,9 +182,83 @@ def iter_scene_patches(hsi, lidar, patch_size=11, batch_size=1024, pad_mode="ref
             yield r + r0, c, np.ascontiguousarray(windows[r, c])
 
 
+METHODS = ("auto", "dense", "patches")
+
+
+def _choose_method(method, estimator, patch_size, transform):
+    """"dense" or "patches": the path :func:`predict_scene` takes."""
+    from .dense import DenseNotSupportedError, dense_support, supports_dense
+
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
+    if method == "patches":
+        return method
+    if transform is not None:
+        if method == "dense":
+            raise DenseNotSupportedError(
+                "method='dense' cannot apply transform=, an arbitrary function of patch arrays; "
+                "select bands with bands= and put band-wise transformers in a Pipeline, or use "
+                "method='patches'.")
+        return "patches"
+    if method == "dense":
+        dense_support(estimator, patch_size)  # raises, saying why
+        return method
+    return "dense" if supports_dense(estimator, patch_size) else "patches"
+
+
+def _fill_scene(out, estimator, hsi, lidar, patch_size, batch_size, pad_mode, mask, transform,
+                bands, method, tile_size, autocast, progress, proba):
+    """Write labels (or probabilities) of the scene's (masked) pixels into ``out``."""
+    from tqdm.auto import tqdm
+
+    from .dense import _check_bands, dense_support, iter_dense_proba
+
+    hsi, lidar = _check_scene(hsi, lidar)
+    H, W = hsi.shape[:2]
+    method = _choose_method(method, estimator, patch_size, transform)
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (H, W):
+            raise ValueError(f"mask must have the scene's shape {(H, W)}; got {mask.shape}.")
+    if progress is None:  # on for long scenes, and only where someone watches
+        n = H * W if mask is None else int(mask.sum())
+        progress = n >= 250_000 and sys.stderr.isatty()
+    if method == "dense":
+        classes = dense_support(estimator, patch_size)[1].classes_
+        for r0, c0, p in iter_dense_proba(estimator, hsi, lidar, patch_size, pad_mode, mask, bands,
+                                          tile_size, autocast, progress):
+            R, C = p.shape[:2]
+            values = p if proba else classes[p.argmax(axis=-1)]
+            view = out[r0:r0 + R, c0:c0 + C]
+            if mask is None:
+                view[...] = values
+            else:
+                keep = mask[r0:r0 + R, c0:c0 + C]
+                view[keep] = values[keep]
+        return out
+    band_idx = _check_bands(bands, hsi.shape[2] + lidar.shape[2])
+    with tqdm(total=H * W if mask is None else int(mask.sum()), desc="patch prediction",
+              unit="px", unit_scale=True, disable=not progress, file=sys.stderr) as bar:
+        for r, c, patches in iter_scene_patches(hsi, lidar, patch_size, batch_size, pad_mode, mask):
+            if band_idx is not None:
+                patches = patches[:, band_idx]
+            if transform is not None:
+                patches = transform(patches)
+            out[r, c] = estimator.predict_proba(patches) if proba else estimator.predict(patches)
+            bar.update(len(r))
+    return out
+
+
 def predict_scene(estimator, hsi, lidar, patch_size=11, batch_size=1024, pad_mode="reflect",
-                  mask=None, fill_value=0, transform=None):
+                  mask=None, fill_value=0, transform=None, *, bands=None, method="auto",
+                  tile_size=None, autocast=False, progress=None):
     """Classify every pixel (or every masked pixel) of a scene in bounded memory.
+
+    Two paths give the same labels. ``"patches"`` cuts every pixel's patch and
+    calls ``estimator.predict`` batch by batch: it works for any classifier of
+    patch arrays. ``"dense"`` runs the network's convolutions once over the scene,
+    tile by tile, and reads every pixel's answer off the dense feature maps
+    (:mod:`sklearn_mmlgnet.dense`): exact, and tens of times faster.
 
     Parameters
     ----------
@@ -191,17 +266,53 @@ def predict_scene(estimator, hsi, lidar, patch_size=11, batch_size=1024, pad_mod
         Anything with ``predict`` on patch arrays (an MMLGNet classifier, or a
         Pipeline such as ``CenterPixel() + SVC()``).
     hsi, lidar, patch_size, batch_size, pad_mode, mask
-        As in :func:`iter_scene_patches`.
+        As in :func:`iter_scene_patches` (``batch_size`` is for the patch path).
     fill_value : scalar, default=0
         Label written where ``mask`` is False.
     transform : callable, optional
         Applied to each batch of patches before ``predict`` (e.g. a scaler's
-        ``transform`` fitted outside the estimator).
+        ``transform`` fitted outside the estimator). An arbitrary function of
+        patches, so it forces the patch path; prefer ``bands=`` and Pipelines.
+    bands : slice, sequence of int or bool mask, optional
+        The scene bands (HSI then LiDAR) the estimator takes, e.g.
+        ``slice(0, n_hsi)`` for a model fitted on the HSI bands only. Both paths
+        support it (applied before ``transform``).
+    method : {"auto", "dense", "patches"}, default="auto"
+        ``"auto"`` takes the dense path whenever the model supports it (see
+        :func:`~sklearn_mmlgnet.dense.dense_support`: an MMLGNet or SDHSI
+        classifier, alone, after band-wise transformers in a Pipeline, or refitted
+        by a search; fitted patches at least the network's receptive field; no
+        ``transform``) and the patch path otherwise. ``"dense"`` raises
+        :class:`~sklearn_mmlgnet.dense.DenseNotSupportedError` when the model does
+        not support it.
+    tile_size : int or (int, int), optional
+        Dense path: output pixels per tile side; default sized for about 200 MiB.
+    autocast : bool or torch.dtype, default=False
+        Dense path: run the network under bfloat16 autocast (``True``), for GPUs.
+    progress : bool, optional
+        Show a tqdm progress bar; by default shown for scenes of 250,000 pixels
+        or more when stderr is a terminal.
 
     Returns
     -------
     label_map : ndarray of shape (H, W)
         The predicted labels, with the dtype of ``estimator.classes_``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_mmlgnet import MMLGNetClassifier
+    >>> from sklearn_mmlgnet.patches import extract_patches
+    >>> rng = np.random.RandomState(0)
+    >>> hsi, lidar = rng.normal(size=(12, 10, 4)), rng.normal(size=(12, 10))
+    >>> rows, cols = np.indices((12, 10)).reshape(2, -1)
+    >>> X = extract_patches(hsi, lidar, rows, cols, patch_size=5)
+    >>> clf = MMLGNetClassifier(text_embeddings=np.eye(2, 3), hsi_channels=(4, 8),
+    ...                         lidar_channels=(2, 4), fusion_dim=8, max_epochs=2,
+    ...                         random_state=0).fit(X, rows % 2)
+    >>> dense = predict_scene(clf, hsi, lidar, patch_size=5, method="dense")
+    >>> bool((dense.ravel() == clf.predict(X)).all())
+    True
     """
     hsi, _ = _check_scene(hsi, lidar)
     classes = getattr(estimator, "classes_", None)
@@ -209,11 +320,31 @@ def predict_scene(estimator, hsi, lidar, patch_size=11, batch_size=1024, pad_mod
     if dtype.kind in "US":  # string labels: room for the longest name
         dtype = np.result_type(dtype, np.asarray(fill_value).dtype)
     out = np.full(hsi.shape[:2], fill_value, dtype=dtype)
-    for r, c, patches in iter_scene_patches(hsi, lidar, patch_size, batch_size, pad_mode, mask):
-        if transform is not None:
-            patches = transform(patches)
-        out[r, c] = estimator.predict(patches)
-    return out
+    return _fill_scene(out, estimator, hsi, lidar, patch_size, batch_size, pad_mode, mask,
+                       transform, bands, method, tile_size, autocast, progress, proba=False)
+
+
+def predict_scene_proba(estimator, hsi, lidar, patch_size=11, batch_size=1024, pad_mode="reflect",
+                        mask=None, transform=None, *, bands=None, method="auto", tile_size=None,
+                        autocast=False, progress=None):
+    """Class probabilities of every pixel (or every masked pixel) of a scene.
+
+    Parameters
+    ----------
+    estimator : fitted classifier with ``predict_proba``
+    hsi, lidar, patch_size, batch_size, pad_mode, mask, transform, bands, method, tile_size, autocast, progress
+        As in :func:`predict_scene`.
+
+    Returns
+    -------
+    proba : ndarray of shape (H, W, n_classes), float64
+        Columns follow ``estimator.classes_``; NaN where ``mask`` is False.
+    """
+    hsi, _ = _check_scene(hsi, lidar)
+    n_classes = len(estimator.classes_)
+    out = np.full(hsi.shape[:2] + (n_classes,), np.nan)
+    return _fill_scene(out, estimator, hsi, lidar, patch_size, batch_size, pad_mode, mask,
+                       transform, bands, method, tile_size, autocast, progress, proba=True)
 
 
 def labelled_patches(scene, mask, patch_size=11, pad_mode="reflect"):

@@ -1,0 +1,368 @@
+"""Exact dense full-scene prediction: every pixel's convolution features computed once.
+
+The encoders of :class:`~sklearn_mmlgnet.nn.MMLGNetModule` and
+:class:`~sklearn_mmlgnet.nn.SDHSINet` use "valid" 3 x 3 convolutions (no zero
+padding inside a patch). A P x P patch's stage-k feature map is then the crop,
+around the patch centre, of the feature map of the whole (padded) scene, and
+what the network reads from a patch's last map is a function of the dense map:
+
+* its global average is a ``P - 2K`` box filter of the dense map (K stages),
+  computed here as two separable stride-1 average poolings;
+* its centre-pixel features are the dense features at that pixel;
+* batch norm in eval mode is a per-channel affine map, ReLU acts pixel-wise,
+  and the fusion, projection and heads act on each pixel's pooled features.
+
+So running the convolutions once over the scene (padded as
+:func:`~sklearn_mmlgnet.patches.extract_patches` pads it) gives, for every
+pixel, the logits the patch network gives on that pixel's patch, up to float
+rounding: about ``P^2`` times less convolution work than patch by patch.
+
+The scene is walked in tiles with a halo of ``P // 2`` pixels (what a patch
+reaches beyond its centre) on each side, so memory is bounded by the tile, not
+by the scene. Band-wise transformers before the classifier in a Pipeline
+(:class:`~sklearn_mmlgnet.preprocessing.BandStandardScaler`,
+:class:`~sklearn_mmlgnet.preprocessing.SpectralPCA`) map each pixel on its own,
+so they are applied to the tile's pixels as P = 1 patches.
+
+Dense prediction is exact only for patches at least the network's
+``receptive_field`` wide (``2 * n_stages + 1``: 5 for MMLGNet's two stages, 9
+for SDHSI-Net's four); smaller patches are replicate-padded inside the network,
+which has no scene-level equivalent, so such models are predicted patch by patch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .nn import MMLGNetModule, SDHSINet
+from .patches import _border_index, _check_pad_mode, _check_patch_size, _check_scene
+
+__all__ = ["DenseNotSupportedError", "dense_support", "iter_dense_proba", "supports_dense"]
+
+# Float32 values per padded pixel a tile may hold; about 64 MiB per 16 M, and the
+# default budget keeps a tile's feature maps within a few hundred MiB.
+_DEFAULT_TILE_FLOATS = 48 * 2**20
+_HEAD_CHUNK = 16384  # pixels per pass through the fusion / heads
+
+
+class DenseNotSupportedError(ValueError):
+    """The model cannot be predicted densely; the message says why."""
+
+
+def _unwrap_search(estimator):
+    """A fitted GridSearchCV-like object predicts with its ``best_estimator_``."""
+    best = getattr(estimator, "best_estimator_", None)
+    if best is not None and hasattr(estimator, "cv_results_"):
+        return best
+    return estimator
+
+
+def dense_support(estimator, patch_size=None):
+    """The band-wise transformers and the classifier of a model that can be predicted densely.
+
+    Parameters
+    ----------
+    estimator : fitted estimator
+        An :class:`~sklearn_mmlgnet.MMLGNetClassifier` or
+        :class:`~sklearn_mmlgnet.SDHSIClassifier`, a Pipeline of
+        :class:`~sklearn_mmlgnet.preprocessing.BandStandardScaler` /
+        :class:`~sklearn_mmlgnet.preprocessing.SpectralPCA` steps followed by one
+        of them, or a fitted search (GridSearchCV) refitted on one.
+    patch_size : int, optional
+        The patch side the caller would extract; checked against the model's.
+
+    Returns
+    -------
+    transformers : list
+        The fitted per-pixel transformers, in order.
+    classifier : estimator
+        The fitted classifier.
+
+    Raises
+    ------
+    DenseNotSupportedError
+        Saying why the model can only be predicted patch by patch.
+    """
+    from sklearn.pipeline import Pipeline
+    from sklearn.utils.validation import check_is_fitted
+
+    from ._estimator import _SkorchPatchClassifier
+    from .preprocessing import BandStandardScaler, SpectralPCA
+
+    est = _unwrap_search(estimator)
+    transformers = []
+    if isinstance(est, Pipeline):
+        *steps, (_, clf) = est.steps
+        for name, step in steps:
+            if step is None or step == "passthrough":
+                continue
+            if type(step) not in (BandStandardScaler, SpectralPCA):
+                raise DenseNotSupportedError(
+                    f"Pipeline step {name!r} ({type(step).__name__}) is not a band-wise "
+                    "transformer (BandStandardScaler, SpectralPCA); dense prediction needs "
+                    "every step before the classifier to map each pixel on its own.")
+            transformers.append(step)
+    else:
+        clf = est
+    if not isinstance(clf, _SkorchPatchClassifier):
+        raise DenseNotSupportedError(
+            f"{type(clf).__name__} is not an MMLGNetClassifier or SDHSIClassifier; only "
+            "their networks can be evaluated densely.")
+    check_is_fitted(clf, "net_")
+    module = clf.net_.module_
+    if not isinstance(module, (MMLGNetModule, SDHSINet)):
+        raise DenseNotSupportedError(
+            f"the fitted network is a {type(module).__name__}, not MMLGNetModule or SDHSINet.")
+    P = clf.patch_size_
+    rf = module.receptive_field
+    if P % 2 == 0 or P < rf:
+        raise DenseNotSupportedError(
+            f"the model was fitted on {P} x {P} patches; dense prediction is exact only for odd "
+            f"patches of at least the network's receptive field ({rf} x {rf}).")
+    if patch_size is not None and patch_size < P:
+        raise ValueError(
+            f"patch_size={patch_size} is smaller than the model's patch_size={P}; extract "
+            "patches of at least that size.")
+    return transformers, clf
+
+
+def supports_dense(estimator, patch_size=None):
+    """Whether :func:`dense_support` accepts the model (True) or not (False).
+
+    Examples
+    --------
+    >>> from sklearn.svm import SVC
+    >>> supports_dense(SVC())
+    False
+    """
+    try:
+        dense_support(estimator, patch_size)
+    except DenseNotSupportedError:
+        return False
+    return True
+
+
+def _check_bands(bands, n_channels):
+    """Channel indices selected by ``bands`` (slice, int sequence or bool mask) or None."""
+    if bands is None:
+        return None
+    if isinstance(bands, slice):
+        return np.arange(n_channels)[bands]
+    idx = np.asarray(bands)
+    if idx.dtype == bool:
+        if idx.shape != (n_channels,):
+            raise ValueError(
+                f"bands as a boolean mask must have one entry per scene band ({n_channels}); "
+                f"got shape {idx.shape}.")
+        return np.flatnonzero(idx)
+    if idx.ndim != 1 or idx.size == 0 or idx.dtype.kind not in "iu":
+        raise ValueError(f"bands must be a slice, a non-empty sequence of ints or a boolean mask; "
+                         f"got {bands!r}.")
+    if idx.min() < -n_channels or idx.max() >= n_channels:
+        raise ValueError(f"bands must index the scene's {n_channels} bands (HSI then LiDAR); "
+                         f"got {bands!r}.")
+    return idx % n_channels
+
+
+def _autocast_dtype(autocast):
+    if autocast is None or autocast is False:
+        return None
+    if autocast is True:
+        return torch.bfloat16
+    if isinstance(autocast, torch.dtype) and autocast in (torch.bfloat16, torch.float16):
+        return autocast
+    raise ValueError(f"autocast must be False, True (bfloat16) or torch.bfloat16 / torch.float16; "
+                     f"got {autocast!r}.")
+
+
+def _floats_per_pixel(module, n_channels):
+    """Rough float32 values a padded pixel costs across the convolution stages."""
+    if isinstance(module, SDHSINet):
+        total, depth = n_channels, n_channels
+        for stage in module.stages3d:
+            conv = stage[0]
+            depth = depth - conv.kernel_size[0] + 1
+            total += 2 * conv.out_channels * depth  # conv output and batch-norm output
+        return total + 4 * module.conv2d[0].out_channels
+    total = n_channels
+    for enc in (module.hsi, module.lidar):
+        if enc is not None:
+            total += sum(2 * s[0].out_channels for s in enc.stages) + 2 * enc.out_features
+    return total
+
+
+def _tile_shape(tile_size, module, n_channels, H, W, P):
+    """(rows, cols) of the output pixels of a tile."""
+    if tile_size is None:
+        budget = _DEFAULT_TILE_FLOATS // _floats_per_pixel(module, n_channels)  # padded pixels
+        side = max(P, math.isqrt(budget) - (P - 1))
+        cols = min(W, side)
+        rows = max(P, budget // (cols + P - 1) - (P - 1))
+        return min(H, rows), cols
+    sizes = (tile_size, tile_size) if isinstance(tile_size, numbers.Integral) else tuple(tile_size)
+    if len(sizes) != 2 or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1
+                              for v in sizes):
+        raise ValueError(f"tile_size must be a positive int or a pair of them; got {tile_size!r}.")
+    return int(sizes[0]), int(sizes[1])
+
+
+def _box_and_centre(x, k):
+    """Per pixel: the mean of the k x k window around it and its own features.
+
+    ``x`` is (1, C, R + k - 1, W + k - 1); returns (R * W, 2C), as ``nn._pool`` of
+    every pixel's k x k patch of ``x`` (rows in raster order).
+    """
+    x = x.float()  # box sums in float32 even under autocast
+    h = k // 2
+    mean = F.avg_pool2d(F.avg_pool2d(x, (k, 1), stride=1), (1, k), stride=1)
+    centre = x[:, :, h:x.shape[2] - h, h:x.shape[3] - h]
+    return torch.cat([mean, centre], dim=1)[0].flatten(1).t()
+
+
+def _mmlgnet_logits(module, x, P):
+    """Logits of every pixel of a padded tile (1, C, R + P - 1, W + P - 1)."""
+    feats = []
+    for enc, xe in ((module.hsi, x[:, : module.n_hsi_bands]),
+                    (module.lidar, x[:, module.n_hsi_bands:])):
+        if enc is None:
+            continue
+        for stage in enc.stages:
+            xe = stage(xe)
+        feats.append(_box_and_centre(xe, P - 2 * len(enc.stages)))
+        del xe
+    f = torch.cat(feats, dim=1) if len(feats) > 1 else feats[0]
+    del feats
+    return torch.cat([module.head(module.fusion(f[i:i + _HEAD_CHUNK]))
+                      for i in range(0, len(f), _HEAD_CHUNK)])
+
+
+def _sdhsi_logits(module, x, P):
+    x = x.unsqueeze(1)
+    for stage in module.stages3d:
+        x = stage(x)
+    x = module.conv2d(x.flatten(1, 2))
+    f = _box_and_centre(x, P - 2 * (len(module.stages3d) + 1))
+    del x
+    return torch.cat([module.fc(f[i:i + _HEAD_CHUNK]) for i in range(0, len(f), _HEAD_CHUNK)])
+
+
+def _transform_pixels(slab, transformers):
+    """Apply per-pixel transformers to a (rows, cols, C) slab, as P = 1 patches."""
+    if not transformers:
+        return slab
+    R, W, C = slab.shape
+    X = slab.reshape(R * W, C, 1, 1)  # 4-D: the transformers keep their float32 patch arithmetic
+    for t in transformers:
+        X = t.transform(X)
+    return np.asarray(X, dtype=np.float32).reshape(R, W, -1)
+
+
+def iter_dense_proba(estimator, hsi, lidar, patch_size=11, pad_mode="reflect", mask=None,
+                     bands=None, tile_size=None, autocast=False, progress=False):
+    """Class probabilities of every pixel, computed densely tile by tile.
+
+    Gives, up to float rounding, what ``estimator.predict_proba`` gives on the
+    pixels' patches from :func:`~sklearn_mmlgnet.patches.extract_patches` (see the
+    module docstring), on the estimator's device.
+
+    Parameters
+    ----------
+    estimator : fitted estimator
+        See :func:`dense_support`.
+    hsi, lidar, patch_size, pad_mode, mask
+        As in :func:`~sklearn_mmlgnet.patches.iter_scene_patches`. Only the
+        model's ``patch_size_`` matters (patches are centre-cropped to it anyway).
+    bands : slice, sequence of int or bool mask, optional
+        Scene bands (HSI then LiDAR) the model sees, in order; default all.
+    tile_size : int or (int, int), optional
+        Output rows and columns per tile (each tile also reads a halo of
+        ``P // 2`` pixels around it). By default tiles as square as the scene
+        allows, sized so a tile's feature maps take about 200 MiB: memory is
+        bounded whatever the scene size.
+    autocast : bool or torch.dtype, default=False
+        Run the network under :func:`torch.autocast` (``True``: bfloat16).
+        Faster on GPUs; the probabilities then differ from float32 by up to about
+        1e-2.
+    progress : bool, default=False
+        Show a tqdm progress bar over the scene's rows.
+
+    Yields
+    ------
+    r0, c0 : int
+        Scene row and column of the tile's top-left output pixel.
+    proba : ndarray of shape (rows, cols, n_classes), float64
+        Columns follow the classifier's ``classes_``.
+    """
+    transformers, clf = dense_support(estimator, patch_size)
+    hsi, lidar = _check_scene(hsi, lidar)
+    H, W = hsi.shape[:2]
+    _check_patch_size(patch_size, (H, W))
+    _check_pad_mode(pad_mode)
+    n_scene = hsi.shape[2] + lidar.shape[2]
+    band_idx = _check_bands(bands, n_scene)
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (H, W):
+            raise ValueError(f"mask must have the scene's shape {(H, W)}; got {mask.shape}.")
+    amp = _autocast_dtype(autocast)
+    module = clf.net_.module_
+    device = next(module.parameters()).device
+    P = clf.patch_size_
+    h = P // 2
+    tile_rows, tile_cols = _tile_shape(tile_size, module, n_scene, H, W, P)
+    logits_fn = _sdhsi_logits if isinstance(module, SDHSINet) else _mmlgnet_logits
+    was_training = module.training
+    module.eval()  # batch norm as its per-channel affine map, no dropout
+    amp_ctx = (torch.autocast(device_type=device.type, dtype=amp) if amp is not None
+               else contextlib.nullcontext())
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=H * W if mask is None else int(mask.sum()), desc="dense prediction",
+               unit="px", unit_scale=True, disable=not progress, file=sys.stderr)
+    try:
+        for r0, c0 in ((r, c) for r in range(0, H, tile_rows) for c in range(0, W, tile_cols)):
+            r1, c1 = min(H, r0 + tile_rows), min(W, c0 + tile_cols)
+            if mask is not None:  # only the rows and columns of this tile's masked pixels
+                tile_mask = mask[r0:r1, c0:c1]
+                rows, cols = np.flatnonzero(tile_mask.any(axis=1)), np.flatnonzero(tile_mask.any(axis=0))
+                if not rows.size:
+                    continue
+                r0, r1, c0, c1 = r0 + rows[0], r0 + rows[-1] + 1, c0 + cols[0], c0 + cols[-1] + 1
+                n_done = int(tile_mask.sum())
+            else:
+                n_done = (r1 - r0) * (c1 - c0)
+            row_idx, row_valid = _border_index(np.arange(r0 - h, r1 + h), H, pad_mode)
+            col_idx, col_valid = _border_index(np.arange(c0 - h, c1 + h), W, pad_mode)
+            parts = [c[row_idx][:, col_idx] for c in (hsi, lidar) if c.shape[2]]
+            slab = (np.concatenate(parts, axis=-1).astype(np.float32, copy=False) if len(parts) > 1
+                    else parts[0].astype(np.float32))
+            del parts
+            if pad_mode == "constant":
+                slab *= (row_valid[:, None] & col_valid[None, :])[..., None]
+            if band_idx is not None:
+                slab = slab[..., band_idx]
+            slab = _transform_pixels(slab, transformers)
+            if slab.shape[-1] != clf.n_features_in_:
+                raise ValueError(
+                    f"the scene gives {slab.shape[-1]} bands to the classifier, but "
+                    f"{type(clf).__name__} is expecting {clf.n_features_in_} features as input "
+                    f"({clf._band_description()}); select them with bands=.")
+            x = torch.from_numpy(np.ascontiguousarray(slab.transpose(2, 0, 1)))[None]
+            del slab
+            with torch.inference_mode(), amp_ctx:
+                logits = logits_fn(module, x.to(device), P)
+                proba = torch.softmax(logits.float(), dim=-1).cpu().numpy().astype(np.float64)
+            del x, logits
+            proba /= proba.sum(axis=1, keepdims=True)
+            yield int(r0), int(c0), proba.reshape(r1 - r0, c1 - c0, -1)
+            bar.update(n_done)
+    finally:
+        bar.close()
+        module.train(was_training)
