@@ -266,7 +266,7 @@ def crown_scores(y_true, proba, groups, classes=None):
     truth[inverse] = y_true
     mixed = truth[inverse] != y_true
     if mixed.any():
-        g = groups[mixed][0]
+        g = groups[mixed][0].item()
         raise ValueError(f"groups must hold one label each; group {g!r} holds labels "
                          f"{np.unique(y_true[groups == g]).tolist()}.")
     _, mean_proba = aggregate_by_group(proba, groups)

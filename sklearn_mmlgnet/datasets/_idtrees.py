@@ -120,8 +120,34 @@ def _read_crowns(root, site):
     import shapefile  # pyshp
 
     with shapefile.Reader(str(root / "ITC" / f"train_{site}.shp")) as reader:
-        return [(sr.record["indvdID"].strip(), sr.shape.__geo_interface__, tuple(sr.shape.bbox))
+        return [(sr.record["indvdID"].strip(), sr.shape, tuple(sr.shape.bbox))
                 for sr in reader.iterShapeRecords() if sr.shape.points]
+
+
+def _pixel_centres(transform, shape):
+    """Map coordinates (x, y) of the pixel centres of a grid."""
+    r, c = np.indices(shape) + 0.5
+    t = transform
+    return t.a * c + t.b * r + t.c, t.d * c + t.e * r + t.f
+
+
+def _inside(shape, bbox, centres, transform):
+    """Pixels whose centre is inside a crown polygon.
+
+    A box (axis-aligned rectangle, as all IDTReeS crowns are) takes the pixels whose
+    centre lies in the closed box, edges included; other polygons go through
+    :func:`rasterio.features.geometry_mask` (GDAL's pixel-centre rule).
+    """
+    x0, y0, x1, y1 = bbox
+    pts = np.asarray(shape.points, dtype=np.float64)
+    on_x = np.isclose(pts[:, 0], x0) | np.isclose(pts[:, 0], x1)
+    on_y = np.isclose(pts[:, 1], y0) | np.isclose(pts[:, 1], y1)
+    if len(shape.parts) == 1 and len(pts) in (4, 5) and (on_x & on_y).all():
+        x, y = centres
+        return (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
+    from rasterio.features import geometry_mask
+
+    return geometry_mask([shape.__geo_interface__], centres[0].shape, transform, invert=True)
 
 
 def _read_plot(root, name):
@@ -150,17 +176,15 @@ def _read_plot(root, name):
 
 def _rasterise(plot, crowns, crown_index, ambiguous):
     """Crown id per pixel (0 = none) and the mask of pixels in boxes of two individuals."""
-    from rasterio.features import geometry_mask
-
     H, W = plot.hsi.shape[:2]
     b = plot.bounds
+    xy = _pixel_centres(plot.transform, (H, W))
     cover = {}  # crown id -> (H, W) bool, the union of its boxes inside the plot
     centres = {}  # crown id -> centres of its boxes (for ambiguous="nearest")
-    for ind, geom, (x0, y0, x1, y1) in crowns:
-        if x0 >= b.right or x1 <= b.left or y0 >= b.top or y1 <= b.bottom:
+    for ind, shape, (x0, y0, x1, y1) in crowns:
+        if x0 > b.right or x1 < b.left or y0 > b.top or y1 < b.bottom:
             continue
-        # Pixel belongs to the box when its centre is inside (GDAL's default rule).
-        inside = geometry_mask([geom], (H, W), plot.transform, invert=True)
+        inside = _inside(shape, (x0, y0, x1, y1), xy, plot.transform)
         if not inside.any():
             continue
         cid = crown_index[ind]
@@ -176,7 +200,7 @@ def _rasterise(plot, crowns, crown_index, ambiguous):
     amb = n_cover > 1
     if ambiguous == "nearest" and amb.any():
         r, c = np.nonzero(amb)
-        xs, ys = plot.transform * (c + 0.5, r + 0.5)
+        xs, ys = xy[0][r, c], xy[1][r, c]
         best = np.full(len(r), np.inf)
         for k, cid in enumerate(ids):
             for cx, cy in centres[cid]:
@@ -235,7 +259,9 @@ def load_idtrees(data_home=None, *, sites=IDTREES_SITES, min_crowns=_DEFAULT_MIN
     What the loader decides, and why:
 
     * **Crowns** are rasterised per plot: a pixel belongs to a box when its centre is
-      inside the box. One individual drawn as two boxes is still one crown.
+      inside the box, edges included (computed from the plot's transform; a crown that
+      is not a box would go through :func:`rasterio.features.geometry_mask`). One
+      individual drawn as two boxes is still one crown.
     * **Ambiguous pixels**, inside the boxes of two different individuals (labelled
       or not), are dropped by default (``ambiguous="drop"``: label 0, crown id 0,
       flagged in the scene's ``ambiguous`` mask): their species is unknown.
@@ -254,10 +280,10 @@ def load_idtrees(data_home=None, *, sites=IDTREES_SITES, min_crowns=_DEFAULT_MIN
       same pixels on both sides of a split. They are listed in ``duplicate_plots``.
 
     With the defaults (both sites, ``min_crowns=30``, ``ambiguous="drop"``) the 2020
-    files give 84 plots (58 groups of connected plots), 8 taxa, 15,147 labelled pixels
-    in 885 crowns; 4,166 pixels are ambiguous. The next taxon, LITU, has 17 crowns, so
+    files give 84 plots (57 groups of connected plots), 8 taxa, 15,167 labelled pixels
+    in 885 crowns; 4,169 pixels are ambiguous. The next taxon, LITU, has 17 crowns, so
     any ``min_crowns`` from 18 to 41 keeps the same 8; ``min_crowns=1`` keeps 33 taxa,
-    17,355 pixels, 1,025 crowns.
+    17,375 pixels, 1,025 crowns.
 
     =====  ============================================  ======  ======  ==========
     label  class name (taxonID)                          crowns  pixels  site
@@ -266,10 +292,10 @@ def load_idtrees(data_home=None, *, sites=IDTREES_SITES, min_crowns=_DEFAULT_MIN
     2      Amelanchier laevis, Allegheny serviceberry        41     799  MLBS
            (AMLA)
     3      Nyssa sylvatica, blackgum (NYSY)                  44     625  MLBS
-    4      Pinus palustris, longleaf pine (PIPA2)           288   4,629  OSBS
+    4      Pinus palustris, longleaf pine (PIPA2)           288   4,637  OSBS
     5      Quercus alba, white oak (QUAL)                    99   1,981  MLBS
     6      Quercus coccinea, scarlet oak (QUCO2)             52     994  MLBS
-    7      Quercus laevis, turkey oak (QULA2)                70     931  OSBS
+    7      Quercus laevis, turkey oak (QULA2)                70     943  OSBS
     8      Quercus rubra, northern red oak (QURU)           160   2,879  MLBS
     =====  ============================================  ======  ======  ==========
 
@@ -287,8 +313,8 @@ def load_idtrees(data_home=None, *, sites=IDTREES_SITES, min_crowns=_DEFAULT_MIN
         :func:`~sklearn_mmlgnet.patches.extract_patches` (``pad_mode`` at the plot's
         borders: a patch never reads a neighbouring plot). ``None``: no ``X`` (the
         scenes and per-pixel arrays only), which saves memory: ``X`` takes
-        ``n_pixels * 370 * P * P * 4`` bytes (534 MiB at P = 5, 1.0 GiB at P = 7,
-        2.5 GiB at P = 11 for the default 15,147 pixels).
+        ``n_pixels * 370 * P * P * 4`` bytes (535 MiB at P = 5, 1.0 GiB at P = 7,
+        2.5 GiB at P = 11 for the default 15,167 pixels).
     ambiguous : {"drop", "nearest"}, default="drop"
         What to do with pixels inside the boxes of two individuals (see above).
     pad_mode : {"reflect", "symmetric", "edge", "constant"}, default="reflect"
@@ -340,7 +366,7 @@ def load_idtrees(data_home=None, *, sites=IDTREES_SITES, min_crowns=_DEFAULT_MIN
     >>> from sklearn_mmlgnet.datasets import load_idtrees
     >>> data = load_idtrees("../shared/data", patch_size=5)  # doctest: +SKIP
     >>> data.X.shape, len(data.scenes)  # doctest: +SKIP
-    ((15147, 370, 5, 5), 84)
+    ((15167, 370, 5, 5), 84)
     """
     sites = _check_sites(sites)
     if isinstance(min_crowns, bool) or not isinstance(min_crowns, numbers.Integral) or min_crowns < 1:
@@ -420,7 +446,7 @@ def load_idtrees(data_home=None, *, sites=IDTREES_SITES, min_crowns=_DEFAULT_MIN
 
     class_names = {label_of_taxon[t]: _prompt_name(t, taxa.get(t, t)) for t in kept}
     crown_counts = {label_of_taxon[t]: n_crowns[t] for t in kept}
-    pixel_counts = {k: int(v) for k, v in zip(*np.unique(arrays["y"], return_counts=True))}
+    pixel_counts = {int(k): int(v) for k, v in zip(*np.unique(arrays["y"], return_counts=True))}
     return Bunch(
         scenes=scenes, class_names=class_names, taxon_ids={v: k for k, v in label_of_taxon.items()},
         X=X, **arrays, crown_names=crown_names, crown_counts=crown_counts,
