@@ -363,6 +363,13 @@ def rasterize_labels(path, like, class_field=None, window=None):
 
 
 # ------------------------------------------------------------------- reading
+def _wavelengths(src, indexes):
+    try:
+        return [float(src.tags(i)["wavelength"]) for i in indexes]
+    except (KeyError, ValueError):
+        return None
+
+
 def read_scene(hsi, lidar=None, labels=None, *, bands=None, window=None, class_field=None):
     """Read a co-registered HSI raster, LiDAR raster(s) and labels into a scene Bunch.
 
@@ -392,8 +399,9 @@ def read_scene(hsi, lidar=None, labels=None, *, bands=None, window=None, class_f
         band is nodata; ``labels`` (H, W) int64 or None; ``class_names``
         ``{code: name}`` when the label file names its classes (raster tags, ENVI
         ``class names``, GDAL category names, or the vector attribute), else ``{}``;
-        ``crs``, ``transform`` (of the window), ``band_names``, ``files`` and
-        ``name``.
+        ``crs``, ``transform`` (of the window), ``band_names``, ``wavelengths``
+        (from the bands' ``wavelength`` metadata, as ENVI headers give it, else
+        None), ``files`` and ``name``.
 
     Raises
     ------
@@ -450,12 +458,13 @@ def read_scene(hsi, lidar=None, labels=None, *, bands=None, window=None, class_f
         elif is_vector:
             label_arr, class_names = rasterize_labels(labels, ref, class_field, window=win)
         band_names = [ref.descriptions[i - 1] or f"band {i}" for i in indexes]
+        wavelengths = _wavelengths(ref, indexes)
         crs, transform = ref.crs, window_transform(win, ref.transform)
         files = dict(hsi=str(ref.name), lidar=[str(s.name) for s in lidar_srcs],
                      labels=None if labels is None else str(Path(labels)))
     return Bunch(hsi=hsi_arr, lidar=lidar_arr, labels=label_arr, valid_mask=valid,
                  class_names=class_names, crs=crs, transform=transform, band_names=band_names,
-                 files=files, name=Path(files["hsi"]).stem,
+                 wavelengths=wavelengths, files=files, name=Path(files["hsi"]).stem,
                  DESCR=f"Scene read from {files['hsi']} ({hsi_arr.shape[0]} x "
                        f"{hsi_arr.shape[1]} px, {hsi_arr.shape[2]} HSI + "
                        f"{lidar_arr.shape[2]} LiDAR bands).")
