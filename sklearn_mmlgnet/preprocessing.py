@@ -5,6 +5,10 @@ returns the rank it was given, so they chain in Pipelines before either
 :class:`~sklearn_mmlgnet.MMLGNetClassifier` or a classic estimator. Patch arrays come
 back as float32 (what the networks train on, half the memory of float64); 2-D
 arrays as float64, like scikit-learn's own transformers.
+
+:class:`CenterPixel` and :class:`ExtendedMorphologicalProfile` end the patch
+stage: they turn patches into a 2-D float64 feature matrix for a classic
+estimator (SVC, random forest, KNN).
 """
 
 from __future__ import annotations
@@ -165,3 +169,224 @@ class CenterPixel(TransformerMixin, BaseEstimator):
         _check_n_features(self, X)
         c = X.shape[-1] // 2
         return np.ascontiguousarray(X[:, :, c, c])
+
+
+def _footprint(kind, radius):
+    if kind == "disk":
+        from skimage.morphology import disk
+
+        return disk(radius).astype(bool)
+    return np.ones((2 * radius + 1, 2 * radius + 1), bool)
+
+
+def _filter3x3(a, op):
+    """3 x 3 max (``op=np.maximum``) or min filter of a stack ``(m, P, P)``, borders ignored.
+
+    Shifted ufunc calls: for patch-sized images several times faster than
+    scipy.ndimage's 1-D filters, and a reconstruction calls this ~20 times.
+    """
+    h = a.copy()
+    op(h[:, :, 1:], a[:, :, :-1], out=h[:, :, 1:])
+    op(h[:, :, :-1], a[:, :, 1:], out=h[:, :, :-1])
+    v = h.copy()
+    op(v[:, 1:], h[:, :-1], out=v[:, 1:])
+    op(v[:, :-1], h[:, 1:], out=v[:, :-1])
+    return v
+
+
+def _reconstruct(marker, mask, method):
+    """Grey reconstruction of a stack of images ``(m, P, P)``, all at once.
+
+    The same result as :func:`skimage.morphology.reconstruction` (3 x 3
+    connectivity, which pads with values that never win) on every image: the
+    marker is dilated (``"dilation"``) or eroded (``"erosion"``) by 3 x 3 and
+    clipped to ``mask`` until nothing changes. Images that have converged leave
+    the stack, so late iterations only touch the slow ones.
+    """
+    step, clip = (np.maximum, np.minimum) if method == "dilation" else (np.minimum, np.maximum)
+    out = clip(marker, mask)
+    active = np.arange(len(out))
+    cur, lim = out, mask
+    while active.size:
+        nxt = clip(_filter3x3(cur, step), lim)
+        changed = (nxt != cur).reshape(len(cur), -1).any(axis=1)
+        out[active] = nxt
+        active, cur, lim = active[changed], nxt[changed], lim[changed]
+    return out
+
+
+def _profile_centres(images, radii, footprint):
+    """Centre values of openings and closings by reconstruction, ``(m, 2 * len(radii))``.
+
+    Opening by reconstruction: erode by the footprint, then reconstruct by
+    dilation under the image; closing by reconstruction is its dual.
+    """
+    from scipy.ndimage import maximum_filter, minimum_filter
+
+    c = images.shape[-1] // 2
+    opens, closes = [], []
+    for r in radii:
+        fp = _footprint(footprint, r)[None]
+        # "reflect" only brings in pixels the (symmetric, convex) footprint covers
+        # anyway, as skimage.morphology.erosion / dilation do by default.
+        ero = minimum_filter(images, footprint=fp, mode="reflect")
+        opens.append(_reconstruct(ero, images, "dilation")[:, c, c])
+        dil = maximum_filter(images, footprint=fp, mode="reflect")
+        closes.append(_reconstruct(dil, images, "erosion")[:, c, c])
+    return np.stack(opens + closes, axis=1)
+
+
+class ExtendedMorphologicalProfile(TransformerMixin, BaseEstimator):
+    """Spectral-spatial features of patches: extended morphological profiles (EMP).
+
+    The classic spectral-spatial input of an SVM (Benediktsson et al., 2005;
+    Fauvel et al., 2008): the HSI bands are reduced by PCA (fitted on every pixel
+    of the training patches) and each component image, and each LiDAR band as
+    it is (its own profile: the usual EMP of a DSM), is opened and closed by
+    reconstruction with disks (or squares) of growing radius. Each pixel is then
+    described by the values of those filtered images at the patch's centre, so
+    it sees the size and contrast of the structure it belongs to. Optionally the
+    centre pixel's bands and the patch-mean bands come first.
+
+    This is the patch-based version: the profile is computed on each P x P
+    patch alone, so a structure that reaches beyond the patch border is cut
+    there, and openings/closings near the border differ from those computed on
+    the whole scene. Radii well below P / 2 keep the difference small at the
+    centre. What it gains: it runs on the very patch arrays the networks take,
+    in cross-validation and in :func:`~sklearn_mmlgnet.patches.predict_scene`,
+    and never looks outside a pixel's patch (so it respects the spatially
+    disjoint splits).
+
+    Output features, in order: the centre pixel's ``n_bands`` values (if
+    ``include_center``), the patch mean of each band (if
+    ``include_patch_mean``), then for each of the ``n_components`` components
+    and ``n_lidar_bands`` LiDAR bands: its centre value, its openings (one per
+    radius, small to large), its closings (same order).
+
+    Parameters
+    ----------
+    n_components : int or None, default=4
+        PCA components profiled; None profiles every HSI band without PCA.
+    radii : sequence of int, default=(1, 2, 3)
+        Radii of the structuring elements (a disk of radius r, or a
+        (2r + 1)-wide square).
+    footprint : {"disk", "square"}, default="disk"
+    n_lidar_bands : int, default=1
+        Trailing bands that are LiDAR: profiled as they are, not through PCA.
+    include_center : bool, default=True
+        Put the centre pixel's bands (HSI and LiDAR) first.
+    include_patch_mean : bool, default=True
+        Then the mean of each band over the patch.
+    max_pixels : int, default=200_000
+        PCA is fitted on at most this many pixels drawn from the patches.
+    random_state : int, RandomState or None, default=None
+        Draws the PCA's pixel subsample.
+
+    Attributes
+    ----------
+    pca_ : SpectralPCA or None
+        The fitted band reduction (None when ``n_components`` is None).
+    n_features_in_ : int
+        Bands of the input patches.
+    n_features_out_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.RandomState(0).normal(size=(30, 9, 7, 7))  # 8 HSI + 1 LiDAR band
+    >>> emp = ExtendedMorphologicalProfile(n_components=3, radii=(1, 2), n_lidar_bands=1,
+    ...                                    random_state=0)
+    >>> emp.fit_transform(X).shape  # 9 centre + 9 mean + (3 + 1) x (1 + 2 x 2)
+    (30, 38)
+
+    A spectral-spatial SVM on patch arrays, in one Pipeline:
+
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from sklearn.svm import SVC
+    >>> y = np.arange(30) % 2
+    >>> make_pipeline(emp, StandardScaler(), SVC()).fit(X, y).predict(X[:3]).shape
+    (3,)
+    """
+
+    def __init__(self, n_components=4, radii=(1, 2, 3), footprint="disk", n_lidar_bands=1,
+                 include_center=True, include_patch_mean=True, max_pixels=200_000,
+                 random_state=None):
+        self.n_components = n_components
+        self.radii = radii
+        self.footprint = footprint
+        self.n_lidar_bands = n_lidar_bands
+        self.include_center = include_center
+        self.include_patch_mean = include_patch_mean
+        self.max_pixels = max_pixels
+        self.random_state = random_state
+
+    def _check_params(self):
+        if self.footprint not in ("disk", "square"):
+            raise ValueError(f"footprint must be 'disk' or 'square'; got {self.footprint!r}.")
+        try:
+            radii = tuple(self.radii)
+        except TypeError:
+            radii = None
+        if not radii or not all(isinstance(r, numbers.Integral) and not isinstance(r, bool)
+                                and r >= 1 for r in radii):
+            raise ValueError(f"radii must be a non-empty sequence of positive ints; got {self.radii!r}.")
+        if self.n_components is not None and (
+                not isinstance(self.n_components, numbers.Integral) or self.n_components < 1):
+            raise ValueError(f"n_components must be a positive int or None; got {self.n_components!r}.")
+        return tuple(int(r) for r in radii)
+
+    def fit(self, X, y=None):
+        radii = self._check_params()
+        X, _ = _as_patches(X)
+        n_hsi, n_lidar = check_band_split(X.shape[1], self.n_lidar_bands)
+        if self.n_components is None:
+            self.pca_ = None
+            n_images = X.shape[1]
+        else:
+            self.pca_ = SpectralPCA(n_components=self.n_components, n_lidar_bands=n_lidar,
+                                    max_pixels=self.max_pixels,
+                                    random_state=self.random_state).fit(X)
+            n_images = self.pca_.n_features_out_
+        self.n_features_in_ = X.shape[1]
+        self.n_features_out_ = (X.shape[1] * (int(bool(self.include_center))
+                                              + int(bool(self.include_patch_mean)))
+                                + n_images * (1 + 2 * len(radii)))
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "n_features_out_")
+        radii = self._check_params()
+        X, _ = _as_patches(X)
+        _check_n_features(self, X)
+        # Batches bound the memory of the PCA projection of every pixel.
+        return np.concatenate([self._transform(X[i:i + 4096], radii)
+                               for i in range(0, len(X), 4096)])
+
+    def _transform(self, X, radii):
+        n, _, P, _ = X.shape
+        c = P // 2
+        parts = []
+        if self.include_center:
+            parts.append(X[:, :, c, c])
+        if self.include_patch_mean:
+            parts.append(X.mean(axis=(2, 3), dtype=np.float64))
+        images = X if self.pca_ is None else self._project(X)
+        k = images.shape[1]
+        stack = np.ascontiguousarray(images, dtype=np.float32).reshape(n * k, P, P)
+        profile = np.concatenate([stack[:, c, c, None], _profile_centres(stack, radii, self.footprint)],
+                                 axis=1)  # (n * k, 1 + 2 * len(radii)), image by image
+        parts.append(profile.reshape(n, k * profile.shape[1]))
+        return np.concatenate([np.asarray(p, dtype=np.float64).reshape(n, -1) for p in parts], axis=1)
+
+    def _project(self, X):
+        """``self.pca_.transform(X)`` as one batched product over the band axis.
+
+        Avoids the band-last copy of every pixel that SpectralPCA makes.
+        """
+        n, _, P, _ = X.shape
+        pca, n_hsi = self.pca_.pca_, self.pca_.n_hsi_bands_
+        W = pca.components_.astype(X.dtype)
+        comps = np.matmul(W, X[:, :n_hsi].reshape(n, n_hsi, P * P))
+        comps -= (W @ pca.mean_.astype(X.dtype))[:, None]
+        return np.concatenate([comps.reshape(n, -1, P, P), X[:, n_hsi:]], axis=1)

@@ -58,3 +58,111 @@ def test_center_pixel_baseline_on_the_same_patches():
     np.testing.assert_array_equal(CenterPixel().fit_transform(X), X[:, :, 2, 2])
     scores = cross_val_score(make_pipeline(CenterPixel(), StandardScaler(), SVC()), X, y, cv=3)
     assert scores.mean() > 0.6
+
+
+# ---------------------------------------------------------------- morphological profiles
+from skimage import morphology  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+from sklearn_mmlgnet.preprocessing import (  # noqa: E402
+    ExtendedMorphologicalProfile,
+    _profile_centres,
+    _reconstruct,
+)
+
+
+def _hand_patch():
+    """One 5 x 5 patch: HSI band A, a bright 3 x 3 plateau (5) with a peak (9) on 0;
+    LiDAR band 10 - A, the same shape as a pit."""
+    A = np.zeros((5, 5), np.float32)
+    A[1:4, 1:4] = 5
+    A[2, 2] = 9
+    return np.stack([A, 10 - A])[None]
+
+
+def test_emp_equals_hand_computation_on_a_hand_made_patch():
+    X = _hand_patch()
+    emp = ExtendedMorphologicalProfile(n_components=None, radii=(1, 2), n_lidar_bands=1)
+    out = emp.fit_transform(X)
+    # Band A at the centre, by hand (disk(1) is the 3 x 3 cross, disk(2) reaches 2 px):
+    # opening r=1: the cross fits in the plateau only at the centre, erosion leaves 5 there,
+    #   reconstruction spreads 5 over the plateau and stops under the peak -> 5;
+    # opening r=2: the disk never fits inside the plateau -> everything eroded to 0 -> 0;
+    # closings fill nothing (the peak is a maximum, not a hole): r=1 -> 9; r=2: every
+    #   pixel of the 5 x 5 patch is within 2 px of the plateau, so the dilated marker is
+    #   >= 5 everywhere and the peak keeps 9 -> 9.
+    # Band 10 - A is the dual: opening(10 - A) = 10 - closing(A) and the converse.
+    expected = [9, 1,                 # centre pixel of both bands
+                49 / 25, 10 - 49 / 25,  # patch means
+                9, 5, 0, 9, 9,        # A: centre, openings r=1, 2, closings r=1, 2
+                1, 1, 1, 5, 10]       # 10 - A
+    np.testing.assert_allclose(out[0], expected, rtol=1e-6)
+    assert out.shape == (1, emp.n_features_out_) and out.dtype == np.float64
+    # Only the profile: the centre/mean blocks go away.
+    emp2 = ExtendedMorphologicalProfile(n_components=None, radii=(1, 2), n_lidar_bands=1,
+                                        include_center=False, include_patch_mean=False)
+    np.testing.assert_allclose(emp2.fit_transform(X)[0], expected[4:], rtol=1e-6)
+
+
+@pytest.mark.parametrize("footprint", ["disk", "square"])
+def test_vectorised_profile_equals_skimage_per_patch(footprint):
+    from scipy.ndimage import uniform_filter
+
+    rng = np.random.RandomState(0)
+    # Smoothed noise with ties (rounded) exercises plateaus and the patch border.
+    images = np.round(uniform_filter(rng.rand(60, 9, 9), size=(1, 3, 3)) * 20).astype(np.float32)
+    radii = (1, 2, 3)
+    got = _profile_centres(images, radii, footprint)
+    for i, img in enumerate(images):
+        want = []
+        for method, op in (("open", morphology.erosion), ("close", morphology.dilation)):
+            for r in radii:
+                fp = morphology.disk(r) if footprint == "disk" else np.ones((2 * r + 1,) * 2)
+                rec = morphology.reconstruction(op(img, fp), img,
+                                                method="dilation" if method == "open" else "erosion")
+                want.append(rec[4, 4])
+        np.testing.assert_array_equal(got[i], want)
+    # the whole reconstructed images agree, not only their centres
+    marker = images - 3
+    np.testing.assert_array_equal(
+        _reconstruct(marker, images, "dilation"),
+        np.stack([morphology.reconstruction(m, im) for m, im in zip(marker, images)]))
+
+
+def test_emp_profiles_the_pca_components_and_the_lidar_bands():
+    rng = np.random.RandomState(1)
+    X = rng.normal(size=(25, 9, 7, 7)).astype(np.float32)  # 7 HSI + 2 LiDAR bands
+    emp = ExtendedMorphologicalProfile(n_components=3, radii=(1, 2), n_lidar_bands=2,
+                                       include_center=False, include_patch_mean=False,
+                                       random_state=0).fit(X)
+    assert emp.n_features_out_ == (3 + 2) * 5
+    # the same as profiling SpectralPCA's output band by band
+    images = SpectralPCA(n_components=3, n_lidar_bands=2, random_state=0).fit(X).transform(X)
+    want = ExtendedMorphologicalProfile(n_components=None, radii=(1, 2), n_lidar_bands=0,
+                                        include_center=False, include_patch_mean=False
+                                        ).fit(images).transform(images)
+    np.testing.assert_allclose(emp.transform(X), want, rtol=1e-4, atol=1e-4)
+    # the LiDAR profile is the raw bands', untouched by PCA
+    np.testing.assert_array_equal(emp.transform(X)[:, 15:20], want[:, 15:20])
+
+
+def test_emp_rejects_bad_parameters_with_named_errors():
+    X = np.random.RandomState(0).normal(size=(5, 4, 5, 5))
+    for params, match in [({"radii": ()}, "radii must be"), ({"radii": (1, 0)}, "radii must be"),
+                          ({"footprint": "ball"}, "footprint must be"),
+                          ({"n_components": 0}, "n_components must be"),
+                          ({"n_lidar_bands": 4}, "n_lidar_bands=4")]:
+        with pytest.raises(ValueError, match=match):
+            ExtendedMorphologicalProfile(**params).fit(X)
+    emp = ExtendedMorphologicalProfile(n_components=2, n_lidar_bands=1).fit(X)
+    with pytest.raises(ValueError, match="X has 3 features, but ExtendedMorphologicalProfile"):
+        emp.transform(X[:, :3])
+
+
+@parametrize_with_checks([
+    ExtendedMorphologicalProfile(n_components=2, n_lidar_bands=0, random_state=0),
+    ExtendedMorphologicalProfile(n_components=None, radii=(1,), footprint="square",
+                                 n_lidar_bands=0, include_patch_mean=False),
+])
+def test_emp_passes_sklearn_checks(estimator, check):
+    check(estimator)
