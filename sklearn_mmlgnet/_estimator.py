@@ -202,10 +202,15 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
                 updates["optimizer__weight_decay"] = float(value)
             elif name in _CRITERION_PARAMS:
                 updates[f"criterion__{name}"] = value  # skorch rebuilds criterion and optimizer
-            elif name != "device":
+            elif name not in ("device", "callbacks"):
                 updates[name] = value
         if updates:
             self.net_.set_params(**updates)
+        if "callbacks" in changed:
+            # skorch's set_params(callbacks=...) initializes the callbacks it had before
+            # storing the new ones; set them, then initialize.
+            self.net_.callbacks = changed["callbacks"]
+            self.net_.initialize_callbacks()
         if "device" in changed:
             net = self.net_
             state = net.optimizer_.state_dict()

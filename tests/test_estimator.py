@@ -16,7 +16,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_sco
 from sklearn.pipeline import make_pipeline
 from skorch.callbacks import EpochScoring
 
-from sklearn_mmlgnet import BandStandardScaler, MMLGNetClassifier
+from sklearn_mmlgnet import BandStandardScaler, MMLGNetClassifier, SDHSIClassifier
 
 from .conftest import make_patches
 
@@ -299,3 +299,169 @@ def test_x_y_length_mismatch():
     X, y = make_patches()
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
         fast_clf().fit(X, y[:-1])
+
+
+# ------------------------------------------------------- warm start and skorch params
+TINY = dict(hsi_channels=(8,), lidar_channels=(4,), fusion_dim=16, lr=5e-3, batch_size=32,
+            random_state=0, text_embeddings=EMB)
+
+
+@pytest.fixture(scope="module")
+def tiny_problem():
+    return make_patches(n_per_class=40)  # 120 samples: 3 full batches of 32, remainder dropped
+
+
+def _warm_refit(X, y, **changed):
+    clf = MMLGNetClassifier(max_epochs=1, **TINY).fit(X, y)
+    net = clf.net_
+    clf.set_params(warm_start=True, **changed)
+    clf.fit(X, y)
+    assert clf.net_ is net  # the same network went on training
+    return clf
+
+
+def test_warm_start_applies_a_changed_lr_and_weight_decay(tiny_problem):
+    clf = _warm_refit(*tiny_problem, lr=1e-4, weight_decay=0.03)
+    group = clf.net_.optimizer_.param_groups[0]
+    assert group["lr"] == 1e-4 and group["weight_decay"] == 0.03
+    assert len(clf.history_) == 2
+
+
+def test_warm_start_applies_a_changed_max_epochs_and_batch_size(tiny_problem):
+    clf = _warm_refit(*tiny_problem, max_epochs=2, batch_size=16)
+    assert len(clf.history_) == 3  # 1 + 2 epochs
+    assert len(clf.history_[0, "batches"]) == 3  # 120 // 32
+    assert len(clf.history_[-1, "batches"]) == 7  # 120 // 16
+    assert {b["train_batch_size"] for b in clf.history_[-1, "batches"]} == {16}
+
+
+def test_warm_start_applies_changed_verbose_and_callbacks(tiny_problem, capsys):
+    X, y = tiny_problem
+    clf = MMLGNetClassifier(max_epochs=1, verbose=0, **TINY).fit(X, y)
+    assert capsys.readouterr().out == ""
+    clf.set_params(warm_start=True, verbose=1,
+                   callbacks=[EpochScoring("accuracy", on_train=True, name="train_acc")])
+    clf.fit(X, y)
+    out = capsys.readouterr().out
+    assert "train_loss" in out and "train_acc" in out
+    assert "train_acc" in clf.history_[-1] and "train_acc" not in clf.history_[0]
+
+
+def test_warm_start_applies_a_changed_train_split(tiny_problem):
+    from skorch.dataset import ValidSplit
+
+    clf = _warm_refit(*tiny_problem, train_split=ValidSplit(4, stratified=True))
+    assert "valid_loss" not in clf.history_[0] and "valid_loss" in clf.history_[-1]
+    assert sum(b["valid_batch_size"] for b in clf.history_[-1, "batches"]
+               if "valid_batch_size" in b) == 30  # a quarter of 120
+
+
+def test_warm_start_applies_changed_distillation_weights(tiny_problem):
+    X, y = tiny_problem
+    clf = SDHSIClassifier(max_epochs=1, conv3d_channels=(4,), spectral_kernels=(3,),
+                          conv2d_channels=8, hidden=8, random_state=0).fit(X, y)
+    clf.set_params(warm_start=True, distill_weight=0.7, aux_ce_weight=0.2, distill_temperature=2.0)
+    clf.fit(X, y)
+    crit = clf.net_.criterion_
+    assert (crit.distill_weight, crit.aux_ce_weight, crit.distill_temperature) == (0.7, 0.2, 2.0)
+    assert len(clf.history_) == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_warm_start_applies_a_changed_device(tiny_problem):
+    clf = _warm_refit(*tiny_problem, device="cuda")
+    assert next(clf.net_.module_.parameters()).is_cuda
+    assert all(t.is_cuda for s in clf.net_.optimizer_.state.values() for t in s.values()
+               if torch.is_tensor(t) and t.dim())
+
+
+def test_warm_start_with_a_changed_network_parameter_builds_a_new_one(tiny_problem):
+    X, y = tiny_problem
+    clf = MMLGNetClassifier(max_epochs=1, **TINY).fit(X, y)
+    net = clf.net_
+    clf.set_params(warm_start=True, hsi_channels=(4, 4), max_epochs=2)
+    with pytest.warns(UserWarning, match="hsi_channels changed since the last fit"):
+        clf.fit(X, y)
+    assert clf.net_ is not net and len(clf.history_) == 2
+    assert [s[0].out_channels for s in clf.net_.module_.hsi.stages] == [4, 4]
+
+
+def test_the_last_batch_is_dropped_only_when_the_training_part_exceeds_a_batch():
+    # 40 samples, a quarter held out: the 30 training samples are one batch of 30,
+    # not a dropped remainder of an (empty) full batch.
+    from skorch.dataset import ValidSplit
+
+    X, y = make_patches(n_per_class=20, n_classes=2)
+    clf = MMLGNetClassifier(max_epochs=2, train_split=ValidSplit(4, stratified=True),
+                            **dict(TINY, text_embeddings=EMB[:2])).fit(X, y)
+    for epoch in clf.history_:
+        train = [b["train_batch_size"] for b in epoch["batches"] if "train_batch_size" in b]
+        assert train == [30]
+        assert np.isfinite(epoch["train_loss"])
+
+
+# ------------------------------------------------------------------ temperature
+def test_a_fixed_temperature_below_clips_bound_is_used_as_given():
+    X, y = make_patches()
+    clf = fast_clf(temperature=0.005, max_epochs=2).fit(X, y)
+    assert clf.temperature_ == pytest.approx(0.005, rel=1e-6)
+    module = clf.net_.module_.eval()
+    with torch.no_grad():
+        logits = module(torch.as_tensor(X))
+    assert float(logits.abs().max()) > 100  # cosines scaled by 200, not by CLIP's cap of 100
+
+
+def test_a_learnt_temperature_below_clips_bound_is_rejected():
+    X, y = make_patches()
+    with pytest.raises(ValueError, match=r"temperature=0.005 is below 0.01.*learn_temperature"):
+        fast_clf(temperature=0.005, learn_temperature=True).fit(X, y)
+
+
+def test_a_learnt_temperature_starting_at_clips_bound_moves_off_it():
+    # temperature=0.01 puts the float32 log scale a hair above log(100): a clamp in
+    # forward gave it no gradient and the temperature never moved. Clamped after
+    # each step instead (as CLIP), it trains; this problem wants a softer softmax.
+    X, y = make_patches()
+    clf = fast_clf(temperature=0.01, learn_temperature=True, lr=0.03, max_epochs=3).fit(X, y)
+    assert clf.temperature_ > 0.0105
+
+
+def test_a_learnt_temperature_is_clamped_to_clips_bound_after_every_step():
+    X, y = make_patches()
+    clf = fast_clf(temperature=0.05, learn_temperature=True, max_epochs=1).fit(X, y)
+    net = clf.net_
+    scale = net.module_.logit_scale
+    with torch.no_grad():
+        scale.fill_(np.log(100.0) + 1.0)  # as if a step had overshot the bound
+    net.module_.train()
+    net.train_step((torch.as_tensor(X[:32]), torch.as_tensor(np.unique(y, return_inverse=True)[1][:32])))
+    assert float(scale.detach()) == pytest.approx(np.log(100.0), abs=1e-6)
+    assert scale.requires_grad
+
+
+def test_temperature_is_undefined_without_a_text_head():
+    X, y = make_patches()
+    clf = fast_clf(loss="cross_entropy", max_epochs=1).fit(X, y)
+    with pytest.raises(AttributeError, match="loss='cross_entropy'"):
+        clf.temperature_
+    assert not hasattr(clf, "temperature_")
+
+
+# ------------------------------------------------------------------ fitted state
+def test_a_failed_fit_sets_no_fitted_attribute():
+    X, y = make_patches()
+    clf = fast_clf(text_embeddings=np.ones((2, 4)))
+    with pytest.raises(ValueError, match="text_embeddings"):
+        clf.fit(X, y)
+    assert [k for k in vars(clf) if k.endswith("_")] == []
+
+
+def test_network_spec_reads_parameters_and_sets_nothing():
+    X, y = make_patches()
+    clf = fast_clf()
+    before = dict(vars(clf))
+    module, module_kwargs, criterion_kwargs, attributes = clf._network_spec(X, np.unique(y))
+    assert vars(clf) == before
+    assert set(attributes) == {"n_hsi_bands_", "class_names_", "text_embeddings_",
+                               "text_encoder_info_"}
+    assert module_kwargs["n_hsi_bands"] == 6 and criterion_kwargs["loss"] == "symmetric"

@@ -94,3 +94,32 @@ def test_self_distillation_adds_only_the_student_heads():
     main_a = sum(p.numel() for n, p in a.net_.module_.named_parameters() if not n.startswith("aux."))
     assert main_a == sum(p.numel() for p in b.net_.module_.parameters())
     assert len(a.net_.module_.aux) == 2 and len(b.net_.module_.aux) == 0
+
+
+@pytest.mark.parametrize("Estimator", [MMLGNetClassifier, SDHSIClassifier])
+@pytest.mark.parametrize("name, value, expected", [
+    ("distill_temperature", 0, "> 0"), ("distill_temperature", -2.0, "> 0"),
+    ("distill_temperature", float("nan"), "> 0"), ("distill_weight", -0.1, ">= 0"),
+    ("aux_ce_weight", -1, ">= 0"), ("aux_ce_weight", float("inf"), ">= 0"),
+    ("distill_weight", "0.1", ">= 0")])
+def test_distillation_parameters_are_validated_by_name(Estimator, name, value, expected):
+    X, y = make_patches(n_per_class=5, n_hsi=4)
+    clf = Estimator(**{name: value}, max_epochs=1, self_distillation=True)
+    if Estimator is MMLGNetClassifier:
+        clf.set_params(text_embeddings=np.eye(3, 4))
+    with pytest.raises(ValueError, match=f"{name} must be a finite float {expected}; got"):
+        clf.fit(X, y)
+
+
+def test_sdhsi_without_self_distillation_has_no_student_heads():
+    X, y = make_patches(n_hsi=12, n_lidar=0)
+    clf = SDHSIClassifier(self_distillation=False, **dict(SD_FAST, max_epochs=2)).fit(X, y)
+    module = clf.net_.module_
+    assert len(module.aux) == 0
+    assert not any(name.startswith("aux") for name, _ in module.named_parameters())
+    module.train()
+    out = module(torch.as_tensor(X[:4]))
+    assert isinstance(out, torch.Tensor)  # no student logits computed while training
+    assert list(clf.head_scores(X, y)) == ["final"]
+    with_sd = SDHSIClassifier(**dict(SD_FAST, max_epochs=1)).fit(X, y)
+    assert len(with_sd.net_.module_.aux) == 3
