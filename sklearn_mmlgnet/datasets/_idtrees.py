@@ -364,9 +364,16 @@ def load_idtrees(data_home=None, *, sites=IDTREES_SITES, min_crowns=_DEFAULT_MIN
     Examples
     --------
     >>> from sklearn_mmlgnet.datasets import load_idtrees
-    >>> data = load_idtrees("../shared/data", patch_size=5)  # doctest: +SKIP
+    >>> data = load_idtrees("path/to/data_home", patch_size=5)  # doctest: +SKIP
     >>> data.X.shape, len(data.scenes)  # doctest: +SKIP
     ((15167, 370, 5, 5), 84)
+
+    Without the files, the error lists what is missing and the expected layout:
+
+    >>> load_idtrees("/nonexistent")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: IDTReeS 2020 files are missing under /nonexistent/idtrees2020_train ...
     """
     sites = _check_sites(sites)
     if isinstance(min_crowns, bool) or not isinstance(min_crowns, numbers.Integral) or min_crowns < 1:
@@ -491,14 +498,23 @@ def idtrees_splits(data, kind="plot", n_splits=5, random_state=0):
 
     Examples
     --------
-    >>> from sklearn_mmlgnet.datasets import idtrees_splits
-    >>> splits = idtrees_splits(data, kind="plot", n_splits=5)  # doctest: +SKIP
+    A stand-in for ``load_idtrees()``'s per-pixel arrays: 8 plots of 2 pixels.
 
-    The equivalent one-liner, usable as ``cv=`` anywhere:
+    >>> import numpy as np
+    >>> from sklearn.utils import Bunch
+    >>> from sklearn_mmlgnet.datasets import idtrees_splits
+    >>> data = Bunch(y=np.repeat([1, 2], 8), plot_group=np.repeat(np.arange(8), 2),
+    ...              crown_id=np.arange(16), site=np.repeat(["MLBS", "OSBS"], 8))
+    >>> [np.unique(data.plot_group[test]).tolist() for _, test in idtrees_splits(data, n_splits=4)]
+    [[3, 6], [2, 5], [1, 4], [0, 7]]
+    >>> [np.unique(data.site[test]).tolist() for _, test in idtrees_splits(data, kind="site")]
+    [['MLBS'], ['OSBS']]
+
+    The plot folds as a one-liner, usable as ``cv=`` anywhere:
 
     >>> from sklearn.model_selection import StratifiedGroupKFold
-    >>> cv = StratifiedGroupKFold(5, shuffle=True, random_state=0)
-    >>> splits = list(cv.split(data.y, data.y, groups=data.plot_group))  # doctest: +SKIP
+    >>> cv = StratifiedGroupKFold(4, shuffle=True, random_state=0)
+    >>> folds = list(cv.split(data.y, data.y, groups=data.plot_group))
     """
     from sklearn.model_selection import LeaveOneGroupOut, StratifiedGroupKFold
 
