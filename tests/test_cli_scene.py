@@ -1,0 +1,160 @@
+"""``mmlgnet fit`` / ``mmlgnet predict`` on a user's rasters, and tile-parallel prediction on dask."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+rasterio = pytest.importorskip("rasterio", reason="the 'geo' extra (rasterio) is not installed")
+
+from sklearn_mmlgnet import MMLGNetClassifier  # noqa: E402
+from sklearn_mmlgnet._cli_scene import fit_scene, load_model  # noqa: E402
+from sklearn_mmlgnet.cli import main  # noqa: E402
+from sklearn_mmlgnet.io import predict_raster, proba_path_for, read_scene, write_map  # noqa: E402
+from sklearn_mmlgnet.patches import predict_scene  # noqa: E402
+
+from .conftest import requires_st  # noqa: E402
+from .test_io import ORIGIN, UTM17, _box, _write, _write_shapefile, write_scene  # noqa: E402
+
+NAMES = {1: "Woods", 2: "Roads", 3: "Vineyard"}
+TINY = ["--epochs", "2", "--patch-size", "5", "--hsi-channels", "8", "--lidar-channels", "4",
+        "--fusion-dim", "8", "--quiet"]
+
+
+def _named_labels(tmp_path, labels, scene_path):
+    """The ground truth as a map with class names, as a GIS would export it."""
+    return str(write_map(tmp_path / "gt_named.tif", labels, like=scene_path, class_names=NAMES))
+
+
+@requires_st
+def test_fit_then_predict_writes_a_georeferenced_map(tmp_path, capsys):
+    h, l, _, labels = write_scene(tmp_path)
+    gt = _named_labels(tmp_path, labels, h)
+    model_path = tmp_path / "model.joblib"
+    assert main(["fit", "--hsi", h, "--lidar", l, "--labels", gt, "--out", str(model_path),
+                 "--text-encoder", "sentence-transformers", *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "Woods (" in out and f"Saved the model to {model_path}" in out
+    model = load_model(model_path)
+    info = model.scene_info_
+    assert info["n_hsi_bands"] == 6 and info["n_lidar_bands"] == 1 and info["patch_size"] == 5
+    assert info["class_names"] == NAMES
+    assert info["trained_on"]["hsi"].endswith("hsi.tif") and info["trained_on"]["crs"] == "EPSG:32617"
+    assert info["trained_on"]["n_labelled"] == int(((labels > 0)).sum()) - 2  # 2 nodata px
+    assert info["date"].startswith("20")
+    assert model[-1].text_encoder_info_["backend"] == "sentence-transformers"
+    assert model[-1].class_names_ == ["Woods", "Roads", "Vineyard"]
+
+    map_path = tmp_path / "maps" / "map.tif"
+    assert main(["predict", str(model_path), "--hsi", h, "--lidar", l, "--out", str(map_path),
+                 "--proba", "--block-size", "16", "--quiet"]) == 0
+    with rasterio.open(map_path) as src:
+        assert src.crs == UTM17 and src.transform == ORIGIN and src.nodata == 0
+        got = src.read(1)
+        assert json.loads(src.tags()["CLASS_NAMES"]) == {str(k): v for k, v in NAMES.items()}
+    scene = read_scene(h, l)
+    assert (got[~scene.valid_mask] == 0).all() and set(np.unique(got[scene.valid_mask])) <= {1, 2, 3}
+    with rasterio.open(proba_path_for(map_path)) as src:
+        proba = src.read()
+    assert proba.shape == (3, 30, 36)
+    np.testing.assert_allclose(proba[:, scene.valid_mask].sum(axis=0), 1, rtol=1e-5)
+    np.testing.assert_array_equal(proba.argmax(axis=0)[scene.valid_mask] + 1, got[scene.valid_mask])
+
+
+def _tiny_estimator():
+    return MMLGNetClassifier(text_embeddings=np.eye(3, 8), hsi_channels=(8,), lidar_channels=(4,),
+                             fusion_dim=8, max_epochs=2, lr=1e-2, random_state=0)
+
+
+def test_fit_without_class_names_warns_and_uses_the_codes(tmp_path):
+    h, l, gt, labels = write_scene(tmp_path)
+    with pytest.warns(UserWarning, match=r"name no class for code\(s\) \[1, 2, 3\]"):
+        model = fit_scene(h, l, gt, patch_size=5, estimator=_tiny_estimator(), log=lambda m: None)
+    assert model.scene_info_["class_names"] == {1: "1", 2: "2", 3: "3"}
+    np.testing.assert_array_equal(model.classes_, [1, 2, 3])
+    # nodata inside training patches is filled with each band's mean over the valid pixels
+    scene = read_scene(h, l)
+    expected = np.nanmean(np.concatenate([scene.hsi, scene.lidar], -1)[scene.valid_mask], axis=0)
+    np.testing.assert_allclose(model.scene_info_["fill_values"], expected, rtol=1e-4)
+
+
+def test_fit_from_polygons_takes_the_names_from_the_attribute(tmp_path):
+    h, l, _, _ = write_scene(tmp_path)
+    x0, y0 = 542055.0, 4134999.0
+    shp = _write_shapefile(tmp_path / "fields", [
+        (_box(x0 + 1, y0 - 12, x0 + 10, y0 - 2), "Woods"),
+        (_box(x0 + 13, y0 - 12, x0 + 22, y0 - 2), "Roads"),
+        (_box(x0 + 26, y0 - 12, x0 + 35, y0 - 2), "Vineyard"),
+    ], field="crop")
+    model = fit_scene(h, l, shp, class_field="crop", patch_size=5, estimator=_tiny_estimator(),
+                      log=lambda m: None)
+    assert model.scene_info_["class_names"] == {1: "Roads", 2: "Vineyard", 3: "Woods"}
+    assert model.scene_info_["trained_on"]["n_labelled"] == 3 * 90 - 1  # one nodata px
+
+
+def test_bad_input_gives_one_error_line_and_exit_status_2(tmp_path, capsys):
+    h, l, gt, labels = write_scene(tmp_path)
+    model = fit_scene(h, l, _named_labels(tmp_path, labels, h), patch_size=5,
+                      estimator=_tiny_estimator(), log=lambda m: None)
+    from sklearn_mmlgnet._cli_scene import save_model
+
+    mpath = str(save_model(model, tmp_path / "m.joblib"))
+    other_crs = _write(tmp_path / "chm_18n.tif", np.ones((30, 36)), "float32",
+                       crs=rasterio.crs.CRS.from_epsg(32618))
+    five_bands = _write(tmp_path / "hsi5.tif", np.ones((5, 30, 36)), "int16")
+    (tmp_path / "junk.joblib").write_text("not a model")
+    cases = [
+        (["predict", str(tmp_path / "nope.joblib"), "--hsi", h, "--out", "x.tif"],
+         "model: no such file"),
+        (["predict", str(tmp_path / "junk.joblib"), "--hsi", h, "--out", "x.tif"],
+         "is not a model saved by `mmlgnet fit`"),
+        (["predict", mpath, "--hsi", str(tmp_path / "no.tif"), "--lidar", l, "--out", "x.tif"],
+         "hsi: no such file"),
+        (["predict", mpath, "--hsi", h, "--lidar", other_crs, "--out", "x.tif"],
+         "CRS EPSG:32618 vs EPSG:32617"),
+        (["predict", mpath, "--hsi", five_bands, "--lidar", l, "--out", "x.tif"],
+         "fitted on 6 HSI + 1 LiDAR bands"),
+        (["fit", "--hsi", h, "--labels", str(tmp_path / "gt.shp"), "--out", "m2.joblib"],
+         "labels: no such file"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], (argv, err)
+    assert not (tmp_path / "x.tif").exists()
+
+
+def test_local_dask_cluster_map_equals_the_single_process_map(tmp_path, capsys):
+    distributed = pytest.importorskip("distributed", reason="the 'dask' extra is not installed")
+    h, l, _, labels = write_scene(tmp_path, H=40, W=44)
+    model = fit_scene(h, l, _named_labels(tmp_path, labels, h), patch_size=5,
+                      estimator=_tiny_estimator(), log=lambda m: None)
+    from sklearn_mmlgnet._cli_scene import save_model
+
+    mpath = str(save_model(model, tmp_path / "m.joblib"))
+    local = predict_raster(model, h, l, tmp_path / "local.tif", block_size=16, proba=True,
+                           progress=False)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        on_dask = predict_raster(model, h, l, tmp_path / "dask.tif", block_size=16, proba=True,
+                                 client=client, progress=False)
+        assert main(["predict", mpath, "--hsi", h, "--lidar", l, "--out",
+                     str(tmp_path / "cli.tif"), "--block-size", "16", "--quiet",
+                     "--scheduler", cluster.scheduler_address]) == 0
+    with rasterio.open(local) as a, rasterio.open(on_dask) as b, \
+            rasterio.open(tmp_path / "cli.tif") as c:
+        expected = a.read(1)
+        np.testing.assert_array_equal(b.read(1), expected)
+        np.testing.assert_array_equal(c.read(1), expected)
+        assert b.crs == a.crs and b.transform == a.transform and b.colormap(1) == a.colormap(1)
+    with rasterio.open(proba_path_for(local)) as a, rasterio.open(proba_path_for(on_dask)) as b:
+        np.testing.assert_array_equal(b.read(), a.read())
+    # and it is the map predict_scene gives on the scene read whole (9 tiles of 16 x 16 here)
+    scene = read_scene(h, l)
+    cube = np.concatenate([scene.hsi, scene.lidar], -1)
+    cube = np.where(np.isnan(cube), np.float32(model.scene_info_["fill_values"]), cube)
+    whole = predict_scene(model, cube[..., :6], cube[..., 6:], patch_size=5, mask=scene.valid_mask)
+    np.testing.assert_array_equal(expected[scene.valid_mask], whole[scene.valid_mask])
