@@ -216,11 +216,12 @@ def _release_blocks(labels, blocks, classes, counts, train, test, patch_size, mi
                 if gain > best_gain:
                     best, best_gain = b, gain
             test = test & (blocks != best)  # candidates is never empty: see the count check above
+            if not test.any():
+                raise ValueError(
+                    f"class {c} cannot get min_train={min_train} training pixels while any test "
+                    f"block remains (patch_size={patch_size} buffers the rest off); use a smaller "
+                    "patch_size or block_size, a larger scene, or a smaller min_train.")
             train = labelled & ~test & ~_buffer(test, patch_size)
-    if not test.any():
-        raise ValueError(
-            f"min_train={min_train} leaves no test pixel: every block was needed for training; "
-            "use a smaller block_size or a smaller min_train.")
     lost = [c for c in classes if not (test & (labels == c)).any()]
     if lost:
         warnings.warn(

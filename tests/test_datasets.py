@@ -92,15 +92,107 @@ def test_missing_files_say_which_file_goes_where(tmp_path):
 
 
 def test_download_fails_fast_and_clearly_offline(tmp_path, monkeypatch):
-    import urllib.request
+    import socket
+
+    import pooch
 
     def offline(*a, **k):
-        raise OSError("network is unreachable")
+        raise OSError("[Errno 101] Network is unreachable")
 
-    monkeypatch.setattr(urllib.request, "urlopen", offline)
-    with pytest.raises(OSError, match="Could not download .* put it in"):
+    monkeypatch.setattr(socket, "create_connection", offline)
+    monkeypatch.setattr(pooch.Pooch, "fetch", lambda *a, **k: pytest.fail("tried to download"))
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(OSError) as err:
         load_trento(data_home=tmp_path, download=True)
-    assert not any(tmp_path.rglob("*.zip"))  # nothing half written
+    msg = str(err.value)
+    assert "https://github.com/tyust-dayu/Trento/archive/" in msg and "cannot be reached" in msg
+    assert f"put it in {tmp_path / 'trento'}" in msg and f"(data_home {tmp_path})" in msg
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # nothing half written
+
+
+class _Server:
+    """A local HTTP server whose answers the test scripts: (status, body, declared length)."""
+
+    def __init__(self, answers):
+        import http.server
+        import threading
+
+        self.answers, self.requests = list(answers), 0
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - the stdlib's name
+                server.requests += 1
+                status, body, length = server.answers[min(server.requests, len(server.answers)) - 1]
+                self.send_response(status)
+                self.send_header("Content-Length", str(length if length is not None else len(body)))
+                self.end_headers()
+                self.wfile.write(body)  # shorter than declared: the connection drops mid-file
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/scene.mat"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def no_wait(monkeypatch):
+    import pooch.core
+
+    monkeypatch.setattr(pooch.core.time, "sleep", lambda s: None)  # pooch's pause between attempts
+
+
+def _files(folder):
+    return sorted(p.name for p in folder.rglob("*") if p.is_file())
+
+
+def test_download_retries_a_broken_transfer_and_checks_the_sha256(tmp_path, no_wait, capfd):
+    import hashlib
+
+    from sklearn_mmlgnet.datasets._base import download
+
+    body = np.random.RandomState(0).bytes(300_000)
+    digest = hashlib.sha256(body).hexdigest()
+    # First answer: the connection drops after a third of the file; second: the whole file.
+    server = _Server([(200, body[:100_000], len(body)), (200, body, None)])
+    try:
+        dest = download(server.url, tmp_path / "trento" / "scene.mat", digest, timeout=5)
+    finally:
+        server.close()
+    assert server.requests == 2
+    assert dest.read_bytes() == body and _files(tmp_path) == ["scene.mat"]
+    assert "300k/300k" in capfd.readouterr().err  # the progress bar reached the end
+    # A file already there with the right SHA-256 is not fetched again.
+    assert download("http://127.0.0.1:9/never", dest, digest) == dest
+
+
+def test_download_of_a_wrong_file_leaves_nothing_behind(tmp_path, no_wait):
+    from sklearn_mmlgnet.datasets._base import download
+
+    server = _Server([(200, b"<html>moved</html>", None)])
+    try:
+        with pytest.raises(OSError) as err:
+            download(server.url, tmp_path / "scene.mat", "0" * 64, timeout=5, retries=1)
+    finally:
+        server.close()
+    assert server.requests == 2  # tried again once, then gave up
+    msg = str(err.value)
+    assert server.url in msg and "hash" in msg.lower() and f"put it in {tmp_path}" in msg
+    assert _files(tmp_path) == []
+    server = _Server([(404, b"not found", None)])
+    try:
+        with pytest.raises(OSError, match="404"):
+            download(server.url, tmp_path / "scene.mat", "0" * 64, timeout=5, retries=0)
+    finally:
+        server.close()
+    assert _files(tmp_path) == []
 
 
 @requires_shared

@@ -161,3 +161,13 @@ def test_spatial_block_kfold_gives_every_fold_training_samples_of_every_class():
         _fold_blocks(r, c, y_one)
     with pytest.raises(ValueError, match="y has 3 samples"):
         _fold_blocks(r, c, y[:3])
+
+
+def test_spatially_disjoint_split_names_the_class_when_the_test_set_would_vanish():
+    # 30 x 30 px, patch 11: a test block's buffer covers almost the whole scene.
+    lab = np.ones((30, 30), int)
+    lab[:, 15:] = 2
+    tr, te = spatially_disjoint_split(lab, patch_size=11, block_size=10, min_train=100, random_state=0)
+    assert ((lab == 1) & tr).sum() >= 100 and ((lab == 2) & tr).sum() >= 100 and te.any()
+    with pytest.raises(ValueError, match=r"class 1 cannot get min_train=400 training pixels while any test"):
+        spatially_disjoint_split(lab, patch_size=11, block_size=10, min_train=400, random_state=0)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-import urllib.request
+import socket
 import zipfile
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 from sklearn.utils import Bunch
 
-from .._io import atomic_path
-
 DATA_HOME_ENV = "MMLGNET_DATA"
+
+#: Extra attempts after a failed or corrupt transfer (pooch waits 1 s, 2 s, ... between).
+DOWNLOAD_RETRIES = 2
 
 
 def get_data_home(data_home=None):
@@ -100,7 +100,8 @@ def read_mat(path, key=None):
         try:
             import h5py
         except ImportError as exc:
-            raise ImportError(f"{path} is a MATLAB v7.3 file; pip install h5py to read it.") from exc
+            raise ImportError(f"{path} is a MATLAB v7.3 file; reading it needs h5py: "
+                              "pip install 'sklearn-mmlgnet[datasets]'.") from exc
         with h5py.File(path, "r") as f:
             arrays = {k: np.asarray(f[k]).T for k in f.keys() if isinstance(f[k], h5py.Dataset)}
     if key is not None:
@@ -113,29 +114,74 @@ def read_mat(path, key=None):
 
 
 def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """SHA-256 hex digest of a file."""
+    import pooch
+
+    return pooch.file_hash(str(path), alg="sha256")
 
 
-def download(url, dest, expected_sha256, timeout=30):
-    """Download ``url`` to ``dest`` (atomically) and check its SHA-256."""
+def _reachable(url, timeout):
+    """Whether a TCP connection to ``url``'s host opens; True when a proxy is configured."""
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy",
+                                       "ALL_PROXY", "all_proxy")):
+        return True  # the proxy, not this machine, resolves and reaches the host
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def download(url, dest, expected_sha256, timeout=30, retries=None, progressbar=True):
+    """Fetch ``url`` to ``dest`` with pooch: SHA-256 checked, retried, with a progress bar.
+
+    The file is written to a temporary name beside ``dest`` and renamed only once
+    its SHA-256 matches, so ``dest`` is whole or absent, never partial. A host that
+    cannot be reached fails at once (no retries), with the URL and the folder to
+    put the file in by hand.
+
+    Parameters
+    ----------
+    url : str
+    dest : str or Path
+        Where the file goes; an existing file with the right SHA-256 is kept.
+    expected_sha256 : str
+        Hex digest of the file.
+    timeout : float, default=30
+        Seconds to wait for the server at each step.
+    retries : int, optional
+        Extra attempts after a failed or corrupt transfer; default
+        :data:`DOWNLOAD_RETRIES`.
+    progressbar : bool, default=True
+        tqdm progress bar on stderr.
+
+    Returns
+    -------
+    dest : Path
+    """
+    import pooch
+
     dest = Path(dest)
     if dest.is_file() and sha256(dest) == expected_sha256:
         return dest
+    hint = (f"Without network access, download {url} elsewhere and put it in {dest.parent} "
+            f"(data_home {dest.parent.parent}).")
+    if not _reachable(url, timeout=min(timeout, 5)):
+        raise OSError(f"Could not download {url}: {urlparse(url).hostname} cannot be reached "
+                      f"(offline?). {hint}")
+    # A one-file registry: pooch fetches into a temporary file, checks the hash,
+    # then moves it into place (and removes the temporary on any failure).
+    fetcher = pooch.create(path=dest.parent, base_url="", registry={dest.name: f"sha256:{expected_sha256}"},
+                           urls={dest.name: url},
+                           retry_if_failed=DOWNLOAD_RETRIES if retries is None else retries)
     try:
-        with atomic_path(dest) as tmp:
-            with urllib.request.urlopen(url, timeout=timeout) as src, open(tmp, "wb") as out:
-                shutil.copyfileobj(src, out, length=1 << 20)
-            got = sha256(tmp)
-            if got != expected_sha256:
-                raise OSError(f"{url}: SHA-256 {got} does not match the expected {expected_sha256}.")
-    except OSError as exc:
-        raise OSError(
-            f"Could not download {url} to {dest}: {exc}. Without network access, download the "
-            f"file elsewhere and put it in {dest.parent}.") from exc
+        fetcher.fetch(dest.name, downloader=pooch.HTTPDownloader(progressbar=progressbar,
+                                                                 timeout=timeout))
+    except (OSError, ValueError) as exc:  # requests' errors are OSErrors; a bad hash a ValueError
+        raise OSError(f"Could not download {url} to {dest}: {' '.join(str(exc).split())} "
+                      f"{hint}") from exc
     return dest
 
 

@@ -208,8 +208,10 @@ def make_hsi_lidar_scene(n_rows=166, n_cols=600, n_bands=63, n_lidar_bands=1,
     labels = np.where(pure & (classes > 0), classes, 0).astype(np.int64)
 
     block = max(2 * patch_size, min(40, min(n_rows, n_cols) // 3))  # small scenes: smaller blocks
+    # min_train=0: small scenes keep their split; a class left without training pixels is
+    # reported by the warning below instead.
     train_side, test = spatially_disjoint_split(labels, patch_size=patch_size, block_size=block,
-                                                test_size=0.5, random_state=rng)
+                                                test_size=0.5, min_train=0, random_state=rng)
     if n_train_per_class is None:
         area = n_rows * n_cols / (166 * 600)
         n_train_per_class = {c: max(10, int(round(n * area))) for c, n in
