@@ -216,41 +216,84 @@ def _tile_shape(tile_size, module, n_channels, H, W, P):
 def _box_and_centre(x, k):
     """Per pixel: the mean of the k x k window around it and its own features.
 
-    ``x`` is (1, C, R + k - 1, W + k - 1); returns (R * W, 2C), as ``nn._pool`` of
-    every pixel's k x k patch of ``x`` (rows in raster order).
+    ``x`` is (1, C, R + k - 1, W + k - 1); returns two (R * W, C) arrays, pixels in
+    raster order: what ``nn._pool`` gives on every pixel's k x k patch of ``x``.
     """
-    x = x.float()  # box sums in float32 even under autocast
+    # Box sums in float32 even under autocast; channels-last so the pooling is
+    # fast and the pixel-major (R * W, C) views below need no transpose copy.
+    x = x.float().contiguous(memory_format=torch.channels_last)
     h = k // 2
     mean = F.avg_pool2d(F.avg_pool2d(x, (k, 1), stride=1), (1, k), stride=1)
     centre = x[:, :, h:x.shape[2] - h, h:x.shape[3] - h]
-    return torch.cat([mean, centre], dim=1)[0].flatten(1).t()
+    return [t[0].permute(1, 2, 0).reshape(-1, t.shape[1]) for t in (mean, centre)]
 
 
-def _mmlgnet_logits(module, x, P):
+def _head_on_parts(first, rest, parts):
+    """``rest(first(cat(parts, dim=1)))`` in chunks of pixels, without the concatenation.
+
+    ``first`` is the Linear layer that reads the pooled features: its weight is
+    split by columns, one block per part, so no (pixels, features) copy is made.
+    """
+    sizes = [p.shape[1] for p in parts]
+    weights = [w.t().contiguous() for w in first.weight.split(sizes, dim=1)]
+    bias = first.bias if first.bias is not None else torch.zeros(
+        first.out_features, dtype=weights[0].dtype, device=weights[0].device)
+    out = []
+    for i in range(0, len(parts[0]), _HEAD_CHUNK):
+        z = torch.addmm(bias, parts[0][i:i + _HEAD_CHUNK], weights[0])
+        for p, w in zip(parts[1:], weights[1:]):
+            # Accumulate in place (no temporaries); in the dtype autocast chose.
+            z.addmm_(p[i:i + _HEAD_CHUNK].to(z.dtype), w.to(z.dtype))
+        out.append(rest(z))
+    return torch.cat(out)
+
+
+def _fused_stages(stages):
+    """Each (conv, batch norm, ReLU) stage as (conv with the batch norm folded in, ReLU).
+
+    In eval mode batch norm is a per-channel affine map, so it folds into the
+    convolution's weights and bias (one pass over the feature map fewer); other
+    stage layouts are used as they are.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    fused = []
+    for stage in stages:
+        layers = list(stage) if isinstance(stage, torch.nn.Sequential) else []
+        if (len(layers) == 3 and isinstance(layers[0], torch.nn.modules.conv._ConvNd)
+                and isinstance(layers[1], torch.nn.modules.batchnorm._BatchNorm)
+                and isinstance(layers[2], torch.nn.ReLU)):
+            fused.append(torch.nn.Sequential(fuse_conv_bn_eval(layers[0], layers[1]),
+                                             torch.nn.ReLU(inplace=True)))
+        else:
+            fused.append(stage)
+    return fused
+
+
+def _mmlgnet_logits(module, fused, x, P):
     """Logits of every pixel of a padded tile (1, C, R + P - 1, W + P - 1)."""
-    feats = []
+    parts = []
     for enc, xe in ((module.hsi, x[:, : module.n_hsi_bands]),
                     (module.lidar, x[:, module.n_hsi_bands:])):
         if enc is None:
             continue
-        for stage in enc.stages:
+        xe = xe.contiguous(memory_format=torch.channels_last)
+        for stage in fused[enc]:
             xe = stage(xe)
-        feats.append(_box_and_centre(xe, P - 2 * len(enc.stages)))
+        parts += _box_and_centre(xe, P - 2 * len(enc.stages))  # as MMLGNetModule.forward
         del xe
-    f = torch.cat(feats, dim=1) if len(feats) > 1 else feats[0]
-    del feats
-    return torch.cat([module.head(module.fusion(f[i:i + _HEAD_CHUNK]))
-                      for i in range(0, len(f), _HEAD_CHUNK)])
+    fusion = module.fusion
+    return _head_on_parts(fusion[0], lambda z: module.head(fusion[1:](z)), parts)
 
 
-def _sdhsi_logits(module, x, P):
+def _sdhsi_logits(module, fused, x, P):
     x = x.unsqueeze(1)
-    for stage in module.stages3d:
+    for stage in fused[module.stages3d]:
         x = stage(x)
-    x = module.conv2d(x.flatten(1, 2))
-    f = _box_and_centre(x, P - 2 * (len(module.stages3d) + 1))
+    x = fused[module.conv2d][0](x.flatten(1, 2))
+    parts = _box_and_centre(x, P - 2 * (len(module.stages3d) + 1))
     del x
-    return torch.cat([module.fc(f[i:i + _HEAD_CHUNK]) for i in range(0, len(f), _HEAD_CHUNK)])
+    return _head_on_parts(module.fc[0], module.fc[1:], parts)
 
 
 def _transform_pixels(slab, transformers):
@@ -317,9 +360,15 @@ def iter_dense_proba(estimator, hsi, lidar, patch_size=11, pad_mode="reflect", m
     P = clf.patch_size_
     h = P // 2
     tile_rows, tile_cols = _tile_shape(tile_size, module, n_scene, H, W, P)
-    logits_fn = _sdhsi_logits if isinstance(module, SDHSINet) else _mmlgnet_logits
     was_training = module.training
     module.eval()  # batch norm as its per-channel affine map, no dropout
+    if isinstance(module, SDHSINet):
+        logits_fn = _sdhsi_logits
+        fused = {module.stages3d: _fused_stages(module.stages3d),
+                 module.conv2d: _fused_stages([module.conv2d])}
+    else:
+        logits_fn = _mmlgnet_logits
+        fused = {enc: _fused_stages(enc.stages) for enc in (module.hsi, module.lidar) if enc}
     amp_ctx = (torch.autocast(device_type=device.type, dtype=amp) if amp is not None
                else contextlib.nullcontext())
     from tqdm.auto import tqdm
@@ -354,10 +403,12 @@ def iter_dense_proba(estimator, hsi, lidar, patch_size=11, pad_mode="reflect", m
                     f"the scene gives {slab.shape[-1]} bands to the classifier, but "
                     f"{type(clf).__name__} is expecting {clf.n_features_in_} features as input "
                     f"({clf._band_description()}); select them with bands=.")
-            x = torch.from_numpy(np.ascontiguousarray(slab.transpose(2, 0, 1)))[None]
+            # (rows, cols, C) is already channels-last: the layout oneDNN's CPU
+            # convolutions and pooling run fastest on, with no copy.
+            x = torch.from_numpy(np.ascontiguousarray(slab)).permute(2, 0, 1)[None]
             del slab
             with torch.inference_mode(), amp_ctx:
-                logits = logits_fn(module, x.to(device), P)
+                logits = logits_fn(module, fused, x.to(device), P)
                 proba = torch.softmax(logits.float(), dim=-1).cpu().numpy().astype(np.float64)
             del x, logits
             proba /= proba.sum(axis=1, keepdims=True)
