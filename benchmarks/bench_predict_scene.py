@@ -1,22 +1,35 @@
-"""Full-scene prediction: pixels per second and peak memory, at two scene sizes.
+"""Full-scene prediction, dense path against patch path: pixels per second and peak memory.
 
-Predicts every pixel of a Houston-sized scene (349 x 1905 px, 144 HSI + 1 LiDAR
-bands, 11 x 11 patches) and of a scene half as tall, each in a fresh process so
-the peak resident memory belongs to that size alone. The scene itself
-is the caller's array (349 x 1905 x 145 float32 = 368 MiB); the figure that must
-stay bounded is the peak while predicting above the resident memory before it
-(Linux: VmHWM reset through /proc/self/clear_refs), which predict_scene's
-batches keep constant whatever the scene size.
+One fitted MMLGNet (default widths, 15 classes, 512-d text embeddings, 11 x 11
+patches) and one Houston-sized scene (349 x 1905 px, 144 HSI + 1 LiDAR bands),
+measured side by side:
 
-    python benchmarks/bench_predict_scene.py [--rows 349 175] [--cols 1905] [--batch-size 1024]
+* the dense path (``predict_scene(method="dense")``) on the full scene and on
+  its top half: seconds, pixels/s, and the peak resident memory above the
+  memory before predicting (which must not grow with the scene);
+* the patch path (``method="patches"``) on a band of full-width rows (the whole
+  scene would take minutes): pixels/s and peak memory;
+* on those same pixels, the largest difference between the two paths'
+  probabilities and whether every label agrees.
+
+Each measurement runs in a fresh process that loads the same pickled model, so
+its peak (Linux VmHWM, reset through /proc/self/clear_refs after a small
+warm-up prediction) belongs to that measurement alone.
+
+    python benchmarks/bench_predict_scene.py [--rows 349] [--cols 1905] [--patch-rows 2]
 """
 
 import argparse
 import json
+import os
+import pickle
 import platform
 import subprocess
 import sys
+import tempfile
 import time
+
+N_HSI, PATCH = 144, 11
 
 
 def _proc_status(key):
@@ -27,53 +40,114 @@ def _proc_status(key):
     return float("nan")
 
 
-def child(rows, cols, batch_size):
+def _scene(rows, cols):
+    import numpy as np
+
+    rng = np.random.default_rng(1)  # the same scene in every process; float32 from the start
+    hsi = rng.random((rows, cols, N_HSI), dtype=np.float32)
+    lidar = rng.random((rows, cols, 1), dtype=np.float32)
+    return hsi, lidar
+
+
+def fit_model(path):
     import numpy as np
 
     from sklearn_mmlgnet import MMLGNetClassifier
-    from sklearn_mmlgnet.patches import predict_scene
 
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(64, 145, 11, 11)).astype(np.float32)
-    clf = MMLGNetClassifier(text_embeddings=rng.normal(size=(15, 512)), max_epochs=1,
-                            random_state=0).fit(X, np.arange(64) % 15)
-    hsi = rng.random((rows, cols, 144), dtype=np.float32)  # float32 from the start
-    lidar = rng.random((rows, cols, 1), dtype=np.float32)
-    with open("/proc/self/clear_refs", "w") as f:  # reset the peak (VmHWM) to the current RSS
+    X = rng.random((512, N_HSI + 1, PATCH, PATCH), dtype=np.float32)
+    y = np.arange(512) % 15
+    X[np.arange(512), y] += 0.5  # a learnable signal: class c lifts band c
+    clf = MMLGNetClassifier(text_embeddings=rng.normal(size=(15, 512)), max_epochs=5, lr=1e-3,
+                            random_state=0).fit(X, y)
+    with open(path, "wb") as f:
+        pickle.dump(clf, f)
+
+
+def child(model_path, method, rows, cols, patch_rows):
+    import numpy as np
+
+    from sklearn_mmlgnet.patches import predict_scene, predict_scene_proba
+
+    with open(model_path, "rb") as f:
+        clf = pickle.load(f)
+    hsi, lidar = _scene(rows, cols)
+    mask = None
+    if method == "patches":
+        mask = np.zeros((rows, cols), bool)
+        r0 = rows // 2
+        mask[r0:r0 + patch_rows] = True
+    # Warm-up on a corner (thread pools, oneDNN kernels), then reset the peak.
+    predict_scene(clf, hsi[:16, :64], lidar[:16, :64], PATCH, method=method)
+    with open("/proc/self/clear_refs", "w") as f:  # VmHWM := current RSS
         f.write("5")
     before = _proc_status("VmRSS")
     t0 = time.perf_counter()
-    out = predict_scene(clf, hsi, lidar, patch_size=11, batch_size=batch_size)
+    if method == "patches":
+        proba = predict_scene_proba(clf, hsi, lidar, PATCH, mask=mask, method="patches")
+        out = None
+    else:
+        out = predict_scene(clf, hsi, lidar, PATCH, method="dense")
     dt = time.perf_counter() - t0
-    print(json.dumps({"rows": rows, "cols": cols, "pixels": int(out.size), "seconds": dt,
-                      "pixels_per_s": out.size / dt, "peak_rss_mib": _proc_status("VmHWM"),
-                      "rss_before_predict_mib": before,
-                      "scene_mib": (hsi.nbytes + lidar.nbytes) / 2**20}))
+    peak = _proc_status("VmHWM")
+    n = int(mask.sum()) if mask is not None else int(out.size)
+    res = {"method": method, "rows": rows, "cols": cols, "pixels": n, "seconds": dt,
+           "pixels_per_s": n / dt, "peak_above_mib": peak - before, "rss_before_mib": before}
+    if method == "patches":  # the dense path on the same pixels, after the measurement
+        dense = predict_scene_proba(clf, hsi, lidar, PATCH, mask=mask, method="dense")
+        res["max_proba_diff"] = float(np.abs(dense[mask] - proba[mask]).max())
+        res["labels_agree"] = float((dense[mask].argmax(1) == proba[mask].argmax(1)).mean())
+    print(json.dumps(res))
+
+
+def _run(*args):
+    res = subprocess.run([sys.executable, __file__, "--child", *map(str, args)],
+                         capture_output=True, text=True)
+    if res.returncode:
+        sys.exit(f"measurement {args} failed:\n{res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rows", type=int, nargs="+", default=[349, 175])
+    p.add_argument("--rows", type=int, default=349)
     p.add_argument("--cols", type=int, default=1905)
-    p.add_argument("--batch-size", type=int, default=1024)
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--patch-rows", type=int, default=2,
+                   help="full-width rows predicted by the patch path (default: 2)")
+    p.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
-        return child(a.rows[0], a.cols, a.batch_size)
-    print(f"machine: {platform.processor() or platform.machine()}; 144 + 1 bands, 11 x 11 patches, "
-          f"batch {a.batch_size} pixels")
-    print("| scene | pixels | pixels/s | seconds | scene array (MiB) | RSS before predict (MiB) | "
-          "peak RSS while predicting (MiB) | peak above RSS before (MiB) |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for rows in a.rows:
-        res = subprocess.run([sys.executable, __file__, "--child", "--rows", str(rows), "--cols",
-                              str(a.cols), "--batch-size", str(a.batch_size)],
-                             capture_output=True, text=True, check=True)
-        r = json.loads(res.stdout.strip().splitlines()[-1])
-        print(f"| {r['rows']} x {r['cols']} | {r['pixels']} | {r['pixels_per_s']:.0f} | "
-              f"{r['seconds']:.0f} | {r['scene_mib']:.0f} | {r['rss_before_predict_mib']:.0f} | "
-              f"{r['peak_rss_mib']:.0f} | {r['peak_rss_mib'] - r['rss_before_predict_mib']:.0f} |",
-              flush=True)
+        model, method, rows, cols, patch_rows = a.child
+        return child(model, method, int(rows), int(cols), int(patch_rows))
+    import torch
+
+    t_start = time.perf_counter()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"torch {torch.__version__} ({torch.get_num_threads()} threads); scene {a.rows} x {a.cols}, "
+          f"{N_HSI} + 1 bands, {PATCH} x {PATCH} patches", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        model = os.path.join(tmp, "model.pkl")
+        fit_model(model)
+        half = (a.rows + 1) // 2
+        full = _run(model, "dense", a.rows, a.cols, a.patch_rows)
+        halfr = _run(model, "dense", half, a.cols, a.patch_rows)
+        patches = _run(model, "patches", a.rows, a.cols, a.patch_rows)
+    print("| path | scene | pixels predicted | seconds | pixels/s | peak above RSS before (MiB) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for r in (full, halfr, patches):
+        what = f"{r['rows']} x {r['cols']}" + (
+            f", {a.patch_rows} full rows" if r["method"] == "patches" else "")
+        print(f"| {r['method']} | {what} | {r['pixels']} | {r['seconds']:.1f} | "
+              f"{r['pixels_per_s']:.0f} | {r['peak_above_mib']:.0f} |")
+    print()
+    print(f"dense / patch speed: {full['pixels_per_s'] / patches['pixels_per_s']:.0f}x "
+          f"(target >= 30x); full scene dense map in {full['seconds']:.1f} s (target < 15 s)")
+    grow = full["peak_above_mib"] / halfr["peak_above_mib"] - 1
+    print(f"dense peak memory above baseline, full vs half scene: {full['peak_above_mib']:.0f} vs "
+          f"{halfr['peak_above_mib']:.0f} MiB ({100 * grow:+.1f} %, target within 10 %)")
+    print(f"on the patch path's {patches['pixels']} pixels: max |p_dense - p_patches| = "
+          f"{patches['max_proba_diff']:.1e}, labels agree on {100 * patches['labels_agree']:.2f} %")
+    print(f"benchmark wall time: {time.perf_counter() - t_start:.0f} s")
 
 
 if __name__ == "__main__":
