@@ -45,6 +45,7 @@ import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import (
     GridSearchCV,
+    KFold,
     StratifiedGroupKFold,
     StratifiedKFold,
     check_cv,
@@ -163,29 +164,58 @@ class SubsampledCV:
 
 
 class _InnerSpatialBlockKFold(SpatialBlockKFold):
-    """SpatialBlockKFold that, for an inner search, drops its class guarantee where it cannot hold.
+    """SpatialBlockKFold for an inner search: degenerate folds give way instead of stopping it.
 
-    A class whose training pixels sit in too few blocks raises in
-    SpatialBlockKFold; in an inner search a fold missing that class costs every
-    candidate alike, so the search goes on (with a warning) instead of stopping.
+    On a small training area the blocks and their buffers can leave a fold
+    without a class, or with one class or no pixel at all to train on. In an
+    inner search such folds are dropped (with a warning) rather than stopping
+    the benchmark; a fold missing some class costs every candidate alike and is
+    kept. Fewer than two usable folds: shuffled stratified folds instead, with a
+    warning that they are optimistic for overlapping patches.
     """
 
-    def split(self, X=None, y=None, groups=None):
+    def _splits(self, X, y, groups):
         try:
             splits = list(super().split(X, y, groups))
         except ValueError as exc:
             if not self.min_train or "min_train" not in str(exc):
                 raise
             warnings.warn(f"inner CV: {exc} Falling back to min_train=0 for the inner folds.",
-                          UserWarning, stacklevel=2)
+                          UserWarning, stacklevel=3)
             splits = list(SpatialBlockKFold(self.rows, self.cols, self.n_splits, self.block_size,
                                             self.patch_size, min_train=0,
                                             random_state=self.random_state).split(X, y, groups))
-        yield from splits
+        y = None if y is None else np.asarray(y)
+        usable = [(tr, te) for tr, te in splits if len(tr) and len(te)
+                  and (y is None or len(np.unique(y[tr])) >= 2)]
+        if len(usable) < len(splits):
+            warnings.warn(
+                f"inner CV: {len(splits) - len(usable)} of {len(splits)} spatial folds dropped: "
+                f"once the {self.patch_size} px buffer around their validation blocks is removed "
+                "they train on one class or none. Larger training areas or a larger block_size "
+                "avoid this.", UserWarning, stacklevel=3)
+        if len(usable) >= 2:
+            return usable
+        warnings.warn(
+            "inner CV: fewer than 2 usable spatial folds; using shuffled stratified folds, which "
+            "are optimistic where training patches overlap.", UserWarning, stacklevel=3)
+        folds = KFold if y is None else StratifiedKFold
+        return list(folds(self.n_splits, shuffle=True, random_state=self.random_state)
+                    .split(np.zeros((len(self.rows), 1)), y))
+
+    def split(self, X=None, y=None, groups=None):
+        yield from self._splits(X, y, groups)
+
+    def get_n_splits(self, X=None, y=None, groups=None):
+        if X is None and y is None:
+            return self.n_splits
+        with warnings.catch_warnings():  # split() warns; GridSearchCV calls both
+            warnings.simplefilter("ignore", UserWarning)
+            return len(self._splits(X, y, groups))
 
 
 def inner_cv(n_splits=INNER_N_SPLITS, *, rows=None, cols=None, grouped=False, patch_size=11,
-             block_size=16, random_state=None):
+             block_size=32, random_state=None):
     """The inner folds for a tuned baseline.
 
     Parameters
@@ -196,7 +226,10 @@ def inner_cv(n_splits=INNER_N_SPLITS, *, rows=None, cols=None, grouped=False, pa
         blocked folds (:class:`~sklearn_mmlgnet.model_selection.SpatialBlockKFold`)
         whose training patches never overlap a validation patch. Every fold
         trains on each class where the blocks allow; where they do not, a
-        UserWarning says so and that fold goes without the class.
+        UserWarning says so and that fold goes without the class. Folds left
+        with one class or no pixel to train on are dropped (with a warning);
+        with fewer than two usable folds, shuffled stratified folds are used
+        (with a warning).
     grouped : bool, default=False
         Stratified group folds: pass ``groups`` (crown or plot ids) to ``fit``.
     patch_size, block_size : int

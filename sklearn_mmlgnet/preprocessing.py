@@ -251,8 +251,8 @@ class ExtendedMorphologicalProfile(TransformerMixin, BaseEstimator):
     This is the patch-based version: the profile is computed on each P x P
     patch alone, so a structure that reaches beyond the patch border is cut
     there, and openings/closings near the border differ from those computed on
-    the whole scene. Radii well below P / 2 keep the difference small at the
-    centre. What it gains: it runs on the very patch arrays the networks take,
+    the whole scene (the larger the radius relative to P, the more often a
+    structure is cut). What it gains: it runs on the very patch arrays the networks take,
     in cross-validation and in :func:`~sklearn_mmlgnet.patches.predict_scene`,
     and never looks outside a pixel's patch (so it respects the spatially
     disjoint splits).

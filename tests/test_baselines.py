@@ -142,6 +142,7 @@ def test_grouped_inner_cv_keeps_groups_apart():
         assert not set(groups[tr]) & set(groups[va]) and len(tr) <= 20 and len(va) <= 20
 
 
+@pytest.mark.filterwarnings("ignore:inner CV. 1 of 3")
 def test_spatial_inner_cv_keeps_training_patches_off_validation_pixels(scene):
     _, ytr, rows, cols = labelled_patches(scene, scene.train_mask, 5)
     cv = SubsampledCV(inner_cv(rows=rows, cols=cols, patch_size=5, block_size=8, random_state=0),
@@ -162,7 +163,31 @@ def test_spatial_inner_cv_keeps_training_patches_off_validation_pixels(scene):
     with pytest.warns(UserWarning, match="class 2 cannot give every fold.*min_train=0"):
         folds = list(inner_cv(rows=gr, cols=gc, patch_size=3, block_size=10,
                               random_state=0).split(gr, y1))
+    # the fold that holds class 2 out trains on class 1 alone: dropped, with its own warning
+    assert len(folds) == 2
+
+
+@pytest.mark.filterwarnings("ignore:inner CV. class", "ignore:inner CV. 3 of 3")
+def test_spatial_inner_cv_drops_folds_it_cannot_train_and_falls_back():
+    # Three 10 px blocks side by side, buffer 11: holding out the middle one leaves
+    # nothing to train on; the other two folds are usable.
+    gr, gc = (a.ravel() for a in np.indices((10, 30)))
+    y = gr % 2
+    cv = inner_cv(rows=gr, cols=gc, patch_size=11, block_size=10, random_state=0)
+    with pytest.warns(UserWarning, match="1 of 3 spatial folds dropped"):
+        folds = list(cv.split(gr, y))
+    assert len(folds) == 2 and all(len(tr) for tr, va in folds)
+    assert cv.get_n_splits(gr, y) == 2  # what GridSearchCV checks against split()
+    # One block per class and fold: no fold can train on two classes -> stratified folds.
+    cv = inner_cv(rows=gr, cols=gc, patch_size=11, block_size=10, random_state=0)
+    with pytest.warns(UserWarning, match="fewer than 2 usable spatial folds"):
+        folds = list(cv.split(gr, gc // 10))
     assert len(folds) == 3
+    X, _ = make_patches(n_per_class=100, n_classes=3)
+    est = tuned_knn(cv=cv, random_state=0)
+    with pytest.warns(UserWarning, match="fewer than 2 usable"):
+        est.fit(X[:300], gc // 10)
+    assert len(est.cv_results_["split0_test_score"]) == len(KNN_GRID["n_neighbors"])
 
 
 # k=25 > 20 pixels: that k scores NaN and is not chosen
