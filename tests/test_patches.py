@@ -112,3 +112,26 @@ def test_predict_scene_writes_every_pixel_with_the_estimators_labels(scene):
     mask[0] = True
     masked = predict_scene(_BrightnessClassifier(), hsi, lidar, 3, mask=mask, fill_value="none")
     assert (masked[1:] == "none").all() and (masked[0] != "none").all()
+
+
+def test_predict_scene_proba_patch_path_and_mask(scene):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from sklearn_mmlgnet.patches import predict_scene_proba
+    from sklearn_mmlgnet.preprocessing import CenterPixel
+
+    hsi, lidar = scene
+    rows, cols = np.indices(hsi.shape[:2]).reshape(2, -1)
+    X = extract_patches(hsi, lidar, rows, cols, 3)
+    y = (hsi[rows, cols, 0] > 0).astype(int)
+    model = make_pipeline(CenterPixel(), LogisticRegression()).fit(X, y)
+    proba = predict_scene_proba(model, hsi, lidar, 3, batch_size=7)  # "auto": patch path
+    np.testing.assert_allclose(proba.reshape(-1, 2), model.predict_proba(X))
+    mask = hsi[:, :, 1] > 0
+    masked = predict_scene_proba(model, hsi, lidar, 3, mask=mask)
+    assert np.isnan(masked[~mask]).all()
+    np.testing.assert_allclose(masked[mask], proba[mask])
+    hsi_model = make_pipeline(CenterPixel(), LogisticRegression()).fit(X[:, :4], y)
+    np.testing.assert_array_equal(predict_scene(hsi_model, hsi, lidar, 3, bands=slice(0, 4)).ravel(),
+                                  hsi_model.predict(X[:, :4]))
