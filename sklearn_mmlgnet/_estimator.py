@@ -123,11 +123,10 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
         self
         """
         X = check_patches(X)
-        y = column_or_1d(y, warn=True)
+        y = _check_labels(y)
         if len(y) != len(X):
             raise ValueError(
                 f"X and y have inconsistent numbers of samples: X has {len(X)}, y has {len(y)}.")
-        check_classification_targets(y)
         self._check_params()
         patch_size = check_patch_size(self.patch_size, X.shape[-1])
         classes, y_idx = np.unique(y, return_inverse=True)
@@ -336,6 +335,17 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
                 correct = hits if correct is None else correct + hits
         names = [f"stage_{k + 1}" for k in range(len(correct) - 1)] + ["final"]
         return {name: float(c) / len(X) for name, c in zip(names, correct)}
+
+
+def _check_labels(y):
+    """``y`` as a 1-D array of class labels; errors name ``y``."""
+    try:
+        y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+    except ValueError as exc:
+        msg = str(exc)
+        raise ValueError(msg if msg.startswith("y ") else f"y: {msg}") from exc
+    return y
 
 
 def _same_setting(a, b):

@@ -72,6 +72,9 @@ def check_patches(X, *, name="X", allow_2d=True, dtype=np.float32):
         raise ValueError(f"{name} has 0 samples; at least 1 is required. Got shape {X.shape}.")
     if X.shape[1] == 0:
         raise ValueError(f"{name} has 0 bands (features); at least 1 is required. Got shape {X.shape}.")
+    if X.shape[2] == 0:
+        raise ValueError(f"{name} patches are 0 x 0 pixels; at least 1 x 1 is required. "
+                         f"Got shape {X.shape}.")
     X = X.astype(dtype, copy=False)
     # A float64 sum is NaN/inf iff X holds one (or overflows): no X-sized temporary.
     if not np.isfinite(np.sum(X, dtype=np.float64)) and not np.isfinite(X).all():

@@ -22,20 +22,42 @@ from numpy.lib.stride_tricks import sliding_window_view
 PAD_MODES = ("reflect", "symmetric", "edge", "constant")
 
 
+def _check_raster(values, name):
+    """A real-valued array (bool, int or float), else an error naming the argument."""
+    values = np.asarray(values)
+    if values.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers; got an array of dtype {values.dtype}.")
+    return values
+
+
 def _check_scene(hsi, lidar):
-    hsi = np.asarray(hsi)
+    hsi = _check_raster(hsi, "hsi")
     if hsi.ndim != 3:
         raise ValueError(f"hsi must be a cube of shape (H, W, B); got shape {hsi.shape}.")
     if lidar is None:
         lidar = np.zeros(hsi.shape[:2] + (0,), dtype=np.float32)
-    lidar = np.asarray(lidar)
+    lidar = _check_raster(lidar, "lidar")
     if lidar.ndim == 2:
         lidar = lidar[:, :, None]
     if lidar.ndim != 3 or lidar.shape[:2] != hsi.shape[:2]:
         raise ValueError(
             f"lidar must have shape (H, W) or (H, W, L) with the HSI's H x W = {hsi.shape[:2]}; "
             f"got {lidar.shape}.")
+    if hsi.shape[2] + lidar.shape[2] == 0:
+        raise ValueError(f"hsi has 0 bands (shape {hsi.shape}) and there is no lidar band; "
+                         "at least one band is needed.")
     return hsi, lidar
+
+
+def _check_coords(values, name):
+    """Pixel coordinates as a flat int array; floats only when they are whole numbers."""
+    values = np.asarray(values)
+    if values.size and values.dtype.kind not in "iu":
+        whole = values.dtype.kind == "f" and np.isfinite(values).all() and (values % 1 == 0).all()
+        if not whole:
+            raise TypeError(f"{name} must hold integer pixel coordinates; got {values.dtype} "
+                            f"values such as {values.ravel()[:3].tolist()}.")
+    return values.astype(np.intp).ravel()
 
 
 def _check_patch_size(patch_size, shape):
@@ -102,8 +124,8 @@ def extract_patches(hsi, lidar, rows, cols, patch_size=11, pad_mode="reflect"):
     H, W = hsi.shape[:2]
     P = _check_patch_size(patch_size, (H, W))
     _check_pad_mode(pad_mode)
-    rows = np.asarray(rows, dtype=np.intp).ravel()
-    cols = np.asarray(cols, dtype=np.intp).ravel()
+    rows = _check_coords(rows, "rows")
+    cols = _check_coords(cols, "cols")
     if rows.shape != cols.shape:
         raise ValueError(f"rows and cols must have the same length; got {rows.shape} and {cols.shape}.")
     if rows.size and (rows.min() < 0 or rows.max() >= H or cols.min() < 0 or cols.max() >= W):
