@@ -40,6 +40,9 @@ from ._io import atomic_path
 
 ENVI_DATA_SUFFIXES = ("", ".img", ".dat", ".bsq", ".bil", ".bip", ".raw", ".bin")
 VECTOR_SUFFIXES = (".shp", ".geojson", ".json")
+# GDAL's block cache defaults to 5 % of RAM and fills with every block read or
+# written: capped while predicting so memory stays flat in the scene size.
+GDAL_CACHE_MB = 64
 CLASS_FIELD_GUESSES = ("class", "class_name", "classname", "label", "category", "taxonid",
                        "species", "name", "landcover", "lc")
 
@@ -704,6 +707,7 @@ def _predict_tile(model, hsi_path, lidar_paths, tile, patch_size, bands, batch_s
     (r0, r1), (c0, c1) = tile
     h = patch_size // 2
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_rasterio().Env(GDAL_CACHEMAX=GDAL_CACHE_MB))
         ref = stack.enter_context(_open(hsi_path, "hsi"))
         srcs = [stack.enter_context(_open(p, "lidar")) for p in lidar_paths]
         # The halo reaches into the scene only: beyond its border, predict_scene pads
@@ -812,6 +816,12 @@ def predict_raster(model, hsi, lidar=None, out=None, *, patch_size=None, bands=N
     -------
     path : Path
         The map written.
+
+    Notes
+    -----
+    GDAL's block cache is capped at ``GDAL_CACHE_MB`` (64 MB) while predicting,
+    in the driver and on the workers: by default it takes up to 5 % of RAM and
+    would grow with the scene.
     """
     from tqdm.auto import tqdm
 
@@ -849,9 +859,9 @@ def predict_raster(model, hsi, lidar=None, out=None, *, patch_size=None, bands=N
     args = (hsi_path, lidar_abs)
     kwargs = dict(patch_size=P, bands=bands, batch_size=batch_size, proba=bool(proba), fill=fill)
     bar = tqdm(total=len(tiles), unit="tile", desc="predict", disable=not progress)
-    with _map_writer(out, crs, transform, shape, names, codes.tolist(),
-                     len(classes) if proba else 0,
-                     [names[int(c)] for c in codes]) as (dst, pdst):
+    writer = _map_writer(out, crs, transform, shape, names, codes.tolist(),
+                         len(classes) if proba else 0, [names[int(c)] for c in codes])
+    with _rasterio().Env(GDAL_CACHEMAX=GDAL_CACHE_MB), writer as (dst, pdst):
         for (tr, tc), tile_codes, tile_prob in _run_tiles(model, args, kwargs, tiles, client):
             from rasterio.windows import Window
 
