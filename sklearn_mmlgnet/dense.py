@@ -46,8 +46,8 @@ from .patches import _border_index, _check_pad_mode, _check_patch_size, _check_s
 
 __all__ = ["DenseNotSupportedError", "dense_support", "iter_dense_proba", "supports_dense"]
 
-# Float32 values per padded pixel a tile may hold; about 64 MiB per 16 M, and the
-# default budget keeps a tile's feature maps within a few hundred MiB.
+# Float32 values a tile's feature maps may hold (192 MiB): tiles of about 170 x 170
+# pixels for MMLGNet's default widths on 145 bands, whatever the scene size.
 _DEFAULT_TILE_FLOATS = 48 * 2**20
 _HEAD_CHUNK = 16384  # pixels per pass through the fusion / heads
 
