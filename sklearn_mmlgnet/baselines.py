@@ -332,15 +332,16 @@ def tuned_random_forest(features=None, *, n_estimators=RF_N_ESTIMATORS, param_gr
 
 
 def spectral_spatial_svm(n_lidar_bands=1, *, n_components=EMP_N_COMPONENTS, radii=EMP_RADII,
-                         include_center=True, include_patch_mean=True, param_grid=None, cv=None,
+                         include_center=True, include_patch_mean=False, param_grid=None, cv=None,
                          max_search_samples=MAX_SEARCH_SAMPLES, scoring=None, n_jobs=1,
                          random_state=None):
     """The classic spectral-spatial SVM: extended morphological profiles + tuned RBF SVM.
 
     Features: :class:`~sklearn_mmlgnet.preprocessing.ExtendedMorphologicalProfile`
-    (centre spectrum, patch-mean spectrum, opening/closing-by-reconstruction
-    profiles of ``n_components`` PCA components and of each LiDAR band), then the
-    same search as :func:`tuned_svm`.
+    (centre spectrum, then the opening/closing-by-reconstruction profiles of
+    ``n_components`` PCA components and of each LiDAR band; the patch-mean
+    spectrum too with ``include_patch_mean=True``), then the same search as
+    :func:`tuned_svm`.
 
     Parameters
     ----------

@@ -245,8 +245,9 @@ class ExtendedMorphologicalProfile(TransformerMixin, BaseEstimator):
     it is (its own profile: the usual EMP of a DSM), is opened and closed by
     reconstruction with disks (or squares) of growing radius. Each pixel is then
     described by the values of those filtered images at the patch's centre, so
-    it sees the size and contrast of the structure it belongs to. Optionally the
-    centre pixel's bands and the patch-mean bands come first.
+    it sees the size and contrast of the structure it belongs to. The centre
+    pixel's bands come first (``include_center``), optionally followed by the
+    patch-mean bands.
 
     This is the patch-based version: the profile is computed on each P x P
     patch alone, so a structure that reaches beyond the patch border is cut
@@ -275,8 +276,10 @@ class ExtendedMorphologicalProfile(TransformerMixin, BaseEstimator):
         Trailing bands that are LiDAR: profiled as they are, not through PCA.
     include_center : bool, default=True
         Put the centre pixel's bands (HSI and LiDAR) first.
-    include_patch_mean : bool, default=True
-        Then the mean of each band over the patch.
+    include_patch_mean : bool, default=False
+        Then the mean of each band over the patch. Off by default, as in the
+        classic EMP + spectrum input: the mean mixes the classes of a patch
+        that straddles a boundary, which the reconstruction filters avoid.
     max_pixels : int, default=200_000
         PCA is fitted on at most this many pixels drawn from the patches.
     random_state : int, RandomState or None, default=None
@@ -296,8 +299,8 @@ class ExtendedMorphologicalProfile(TransformerMixin, BaseEstimator):
     >>> X = np.random.RandomState(0).normal(size=(30, 9, 7, 7))  # 8 HSI + 1 LiDAR band
     >>> emp = ExtendedMorphologicalProfile(n_components=3, radii=(1, 2), n_lidar_bands=1,
     ...                                    random_state=0)
-    >>> emp.fit_transform(X).shape  # 9 centre + 9 mean + (3 + 1) x (1 + 2 x 2)
-    (30, 38)
+    >>> emp.fit_transform(X).shape  # 9 centre bands + (3 + 1) x (1 + 2 x 2)
+    (30, 29)
 
     A spectral-spatial SVM on patch arrays, in one Pipeline:
 
@@ -310,7 +313,7 @@ class ExtendedMorphologicalProfile(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, n_components=4, radii=(1, 2, 3), footprint="disk", n_lidar_bands=1,
-                 include_center=True, include_patch_mean=True, max_pixels=200_000,
+                 include_center=True, include_patch_mean=False, max_pixels=200_000,
                  random_state=None):
         self.n_components = n_components
         self.radii = radii

@@ -82,7 +82,8 @@ def _hand_patch():
 
 def test_emp_equals_hand_computation_on_a_hand_made_patch():
     X = _hand_patch()
-    emp = ExtendedMorphologicalProfile(n_components=None, radii=(1, 2), n_lidar_bands=1)
+    emp = ExtendedMorphologicalProfile(n_components=None, radii=(1, 2), n_lidar_bands=1,
+                                       include_patch_mean=True)
     out = emp.fit_transform(X)
     # Band A at the centre, by hand (disk(1) is the 3 x 3 cross, disk(2) reaches 2 px):
     # opening r=1: the cross fits in the plateau only at the centre, erosion leaves 5 there,
@@ -160,7 +161,8 @@ def test_emp_rejects_bad_parameters_with_named_errors():
 
 
 @parametrize_with_checks([
-    ExtendedMorphologicalProfile(n_components=2, n_lidar_bands=0, random_state=0),
+    ExtendedMorphologicalProfile(n_components=2, n_lidar_bands=0, include_patch_mean=True,
+                                 random_state=0),
     ExtendedMorphologicalProfile(n_components=None, radii=(1,), footprint="square",
                                  n_lidar_bands=0, include_patch_mean=False),
 ])
