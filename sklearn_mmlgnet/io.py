@@ -10,9 +10,7 @@ reading each tile (with the halo its patches need) straight from the rasters
 and writing each tile of the map into the output GeoTIFF, on one machine or on
 a dask.distributed cluster whose workers read their own tiles.
 
-Nodata
-------
-Pixels flagged as nodata in any input raster (its nodata value, its GDAL mask,
+**Nodata.** Pixels flagged as nodata in any input raster (its nodata value, its GDAL mask,
 or NaN) come back as NaN in ``hsi``/``lidar`` and False in ``valid_mask``. The
 estimators reject NaN, so prediction never classifies those pixels: they are
 written as 0, the map's nodata value. Where a valid pixel's patch reaches into
@@ -702,7 +700,7 @@ def _predict_tile(model, hsi_path, lidar_paths, tile, patch_size, bands, batch_s
     """
     from rasterio.windows import Window
 
-    from .patches import iter_scene_patches, predict_scene
+    from .patches import predict_scene, predict_scene_proba
 
     (r0, r1), (c0, c1) = tile
     h = patch_size // 2
@@ -731,12 +729,10 @@ def _predict_tile(model, hsi_path, lidar_paths, tile, patch_size, bands, batch_s
     if not mask.any():
         pass
     elif proba:
-        prob = np.full(valid.shape + (len(classes),), np.nan, np.float32)
-        for r, c, patches in iter_scene_patches(hsi, lidar, patch_size, batch_size, "reflect", mask):
-            p = model.predict_proba(patches)
-            prob[r, c] = p
-            out[r, c] = codes[np.argmax(p, axis=1)]
-        prob = prob[crop]
+        prob = predict_scene_proba(model, hsi, lidar, patch_size=patch_size,
+                                   batch_size=batch_size, mask=mask)[crop].astype(np.float32)
+        keep = mask[crop]
+        out[crop][keep] = codes[np.argmax(prob[keep], axis=1)]
     else:
         labels = predict_scene(model, hsi, lidar, patch_size=patch_size, batch_size=batch_size,
                                mask=mask, fill_value=classes[0])
