@@ -11,7 +11,8 @@ that says what kind it was (``--traceback`` shows the Python traceback instead):
 0    done
 1    unexpected error (a bug: please report it with ``--traceback``)
 2    bad arguments: an unknown option or value, ``--device`` not usable
-     here, ``--methods`` matching no method, a value the estimators reject
+     here, ``--methods`` matching no method, a value the estimators reject,
+     a raster rasterio cannot read
 3    a file was not found (dataset files missing from ``--data-home``)
 4    a component is unavailable: the text encoder's weights or package,
      an optional dependency
@@ -27,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from rasterio.errors import RasterioError
+
 from .text import TextEncoderUnavailableError
 
 #: Known failures and their exit status; the first matching type answers.
@@ -34,6 +37,7 @@ EXIT_CODES = (
     (TextEncoderUnavailableError, 4),
     (ImportError, 4),
     (FileNotFoundError, 3),
+    (RasterioError, 2),  # a raster that cannot be read as one (wrong format, bad band)
     (OSError, 5),
     (ValueError, 2),
     (TypeError, 2),

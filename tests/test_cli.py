@@ -93,6 +93,12 @@ def test_missing_package_of_the_offline_encoder_exits_4(tmp_path, capsys, monkey
     assert "sklearn-mmlgnet[offline]" in _error_line(capsys)
 
 
+def _rasterio_error():
+    from rasterio.errors import RasterioIOError
+
+    return RasterioIOError("'labels.txt' not recognized as a supported file format.")
+
+
 def _failing_demo(monkeypatch, exc):
     def fail(args):
         raise exc
@@ -102,6 +108,7 @@ def _failing_demo(monkeypatch, exc):
 
 @pytest.mark.parametrize("exc, code, text", [
     (PermissionError("[Errno 13] Permission denied: 'out/map.png'"), 5, "Permission denied"),
+    (_rasterio_error(), 2, "not recognized as a supported file format"),
     (ValueError("patch_size must be odd;\n got 4."), 2, "patch_size must be odd; got 4."),
     (RuntimeError("boom"), 1, "unexpected RuntimeError (rerun with --traceback"),
     (KeyboardInterrupt(), 130, None),
