@@ -368,6 +368,7 @@ def _cv_name(cv):
     n = getattr(cv, "n_splits", None)
     extra = ", shuffled" if getattr(cv, "shuffle", False) else ""
     if isinstance(cv, SpatialBlockKFold):
+        name = "SpatialBlockKFold"
         extra = f", {cv.block_size} px blocks, {cv.patch_size} px buffer"
     return f"{n}-fold {name}{extra}" if n else name
 

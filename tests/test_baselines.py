@@ -155,6 +155,8 @@ def test_spatial_inner_cv_keeps_training_patches_off_validation_pixels(scene):
         assert dist.min() >= 5  # 5 x 5 patches of training and validation pixels never overlap
         assert set(ytr[tr]) == {1, 2, 3}
     assert n == 3
+    est = tuned_svm(cv=inner_cv(rows=rows, cols=cols, patch_size=5, block_size=8))
+    assert "(3-fold SpatialBlockKFold, 8 px blocks, 5 px buffer;" in describe_search(est)
     with pytest.raises(ValueError, match="rows and cols"):
         inner_cv(rows=rows)
     # A class in a single block cannot train in every fold: the search warns and goes on.
