@@ -265,3 +265,48 @@ def test_load_muufl_gatorsense_struct_layout(tmp_path):
     assert s.class_names[1] == "m1"
     with pytest.raises(ValueError, match="split must be"):
         load_muufl(data_home=tmp_path, split="random")
+
+
+def _zip_bytes(members):
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_download_and_extract_renames_whole_members_into_place(tmp_path, no_wait, monkeypatch):
+    import hashlib
+    import zipfile
+
+    from sklearn_mmlgnet.datasets._base import download_and_extract
+
+    members = {"Trento/Italy_hsi.mat": b"h" * 5000, "Trento/allgrd.mat": b"g" * 3000}
+    archive = _zip_bytes(members)
+    digest = hashlib.sha256(archive).hexdigest()
+    server = _Server([(200, archive, None)])
+    real_extract = zipfile.ZipFile._extract_member
+    calls = []
+
+    def crash_on_second(self, member, *a, **k):  # Ctrl-C while the second member is written
+        calls.append(member)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_extract(self, member, *a, **k)
+
+    try:
+        monkeypatch.setattr(zipfile.ZipFile, "_extract_member", crash_on_second)
+        with pytest.raises(KeyboardInterrupt):
+            download_and_extract("trento", tmp_path, server.url, "trento.zip", digest)
+        assert _files(tmp_path) == ["trento.zip"]  # the archive, whole; no member, no temporary
+        monkeypatch.setattr(zipfile.ZipFile, "_extract_member", real_extract)
+        folder = download_and_extract("trento", tmp_path, server.url, "trento.zip", digest)
+    finally:
+        server.close()
+    assert server.requests == 1  # the archive already there is not fetched again
+    for name, data in members.items():
+        assert (folder / name).read_bytes() == data
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []

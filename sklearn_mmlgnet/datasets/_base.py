@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
@@ -186,11 +187,22 @@ def download(url, dest, expected_sha256, timeout=30, retries=None, progressbar=T
 
 
 def download_and_extract(dataset, data_home, url, archive_name, archive_sha256):
-    """Fetch a zip archive into ``data_home/dataset`` and extract it there."""
+    """Fetch a zip archive into ``data_home/dataset`` and extract it there.
+
+    Members are extracted into a temporary folder beside them and renamed into
+    place one by one, so an interrupted extraction leaves no truncated file for
+    the loaders to find.
+    """
     folder = get_data_home(data_home) / dataset
     archive = download(url, folder / archive_name, archive_sha256)
-    with zipfile.ZipFile(archive) as zf:
-        zf.extractall(folder)
+    with zipfile.ZipFile(archive) as zf, tempfile.TemporaryDirectory(
+            prefix=".extract-", dir=folder) as tmp:
+        zf.extractall(tmp)
+        for src in sorted(Path(tmp).rglob("*")):
+            if src.is_file():
+                dst = folder / src.relative_to(tmp)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dst)
     return folder
 
 
