@@ -335,6 +335,8 @@ class BenchmarkRun:
                 f"asks for {self.dataset}, epochs={self.epochs}, quick={self.quick}, "
                 f"patch_size={self.patch_size}. Use another --out or the same settings.")
         self.results = old["runs"]
+        for r in self.results:  # JSON keys are strings; labels are ints
+            r["per_class"] = {int(k): v for k, v in r["per_class"].items()}
         self.searches = dict(meta.get("searches") or {})
         self._previous_scene_info = meta["scene"]
         self.log(f"[resume] {len(self.results)} finished runs kept from {path}.")

@@ -60,6 +60,7 @@ def demo(args):
     from .plotting import plot_classification_map
 
     out = Path(args.out)
+    args.patch_size = args.patch_size or 11
     t_start = time.perf_counter()
     scene = make_hsi_lidar_scene(random_state=args.seed)
     _log(f"Synthetic Trento-like scene: {scene.hsi.shape[0]} x {scene.hsi.shape[1]} px, "
@@ -106,7 +107,7 @@ def benchmark(args):
     run = BenchmarkRun(args.dataset, args.out, seeds=args.seeds, epochs=epochs, device=args.device,
                        quick=args.quick, data_home=args.data_home, text_encoder=args.text_encoder,
                        methods=args.methods, patch_size=args.patch_size, maps=not args.no_maps,
-                       verbose=0 if args.quiet else 1, log=_log)
+                       resume=args.resume, verbose=0 if args.quiet else 1, log=_log)
     try:
         run.run()
     except KeyboardInterrupt:
@@ -124,7 +125,8 @@ def build_parser():
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: cpu)")
-    common.add_argument("--patch-size", type=int, default=11, help="patch side (default: 11)")
+    common.add_argument("--patch-size", type=int, default=None,
+                        help="patch side (default: 11; benchmark --dataset idtrees: 7)")
     common.add_argument("--text-encoder", default="auto",
                         choices=["auto", "open_clip", "sentence-transformers", "random-clip"],
                         help="auto: CLIP ViT-B-32 when its weights can be had, else the packaged "
@@ -138,7 +140,7 @@ def build_parser():
 
     b = sub.add_parser("benchmark", parents=[common], help="MMLGNet, ablations and baselines")
     b.add_argument("--dataset", required=True,
-                   choices=["synthetic", "trento", "muufl", "houston2013", "jasper_ridge"])
+                   choices=["synthetic", "trento", "muufl", "houston2013", "jasper_ridge", "idtrees"])
     b.add_argument("--seeds", type=int, default=3, help="number of seeds (default: 3)")
     b.add_argument("--out", default="benchmark_out", help="output folder")
     b.add_argument("--epochs", type=int, default=None, help="epochs (default: 50, quick: 10)")
@@ -149,6 +151,9 @@ def build_parser():
                    help="only methods whose name contains one of these words")
     b.add_argument("--no-maps", action="store_true", help="skip the classification maps")
     b.add_argument("--quiet", action="store_true", help="no per-epoch lines, one line per run")
+    b.add_argument("--resume", action="store_true",
+                   help="keep the finished runs in --out (same dataset, epochs, patch size) and "
+                        "run only the others")
     b.set_defaults(func=benchmark)
 
     from ._cli_scene import add_scene_commands  # fit / predict on a user's own rasters

@@ -1,0 +1,109 @@
+"""The benchmark runner: IDTReeS grouped CV, tuned rows, resume, per-head scores."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sklearn_mmlgnet import benchmark
+from sklearn_mmlgnet.benchmark import BenchmarkRun, default_methods, select_methods
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+requires_idtrees = pytest.mark.skipif(
+    not (SHARED_DATA / "idtrees2020_train").is_dir(),
+    reason="needs the IDTReeS files in ../shared/data (absent in a user's clone)")
+
+
+def _tiny_scene():
+    from sklearn_mmlgnet.datasets import make_hsi_lidar_scene
+
+    return make_hsi_lidar_scene(n_rows=80, n_cols=160, n_bands=8, patch_size=5, random_state=0)
+
+
+def test_select_methods_names_every_method_when_nothing_matches():
+    methods = default_methods(1, 1, {})
+    assert [m.name for m in select_methods(methods, ["knn"])] == ["KNN (tuned), centre pixel"]
+    with pytest.raises(ValueError, match="matches none of the methods") as err:
+        select_methods(methods, ["no such method"])
+    assert all(m.name in str(err.value) for m in methods)
+
+
+@requires_idtrees
+def test_idtrees_benchmark_scores_pixels_and_crowns_out_of_fold(tmp_path, monkeypatch):
+    from sklearn_mmlgnet.datasets import load_idtrees
+
+    # One site keeps the test short; the runner is the same for both.
+    data = load_idtrees(SHARED_DATA, sites=("OSBS",), patch_size=3)
+    monkeypatch.setattr(benchmark, "load_dataset", lambda *a, **k: data)
+    out = tmp_path / "bench"
+    run = BenchmarkRun("idtrees", out, seeds=1, data_home=SHARED_DATA, patch_size=3, maps=False,
+                       methods=["KNN (tuned)"], log=lambda msg: None)
+    rows = run.run()
+    assert [r["method"] for r in rows] == ["KNN (tuned), centre pixel",
+                                           "KNN (tuned), crown-mean spectrum"]
+    n_crowns = len(np.unique(data.crown_id))
+    for r in rows:
+        # Every labelled pixel is predicted once, by the fold that held it out.
+        assert r["n_test"] == len(data.y) and r["n_crowns"] == n_crowns
+        assert 1 / 3 < r["crown_accuracy"] <= 1 and 0 < r["crown_macro_f1"] <= 1
+        assert len(r["best_params"]) == benchmark.IDTREES_FOLDS  # chosen per outer fold
+        assert all(set(p) == {"n_neighbors"} for p in r["best_params"])
+    table = (out / "results_idtrees.md").read_text()
+    assert "| **crown accuracy** |" in table and "| **crown macro F1** |" in table
+    assert "plot-grouped folds" in table and "StratifiedGroupKFold" in table
+    assert "tuned by inner CV on the training pixels" in table
+    csv_header = (out / "results.csv").read_text().splitlines()[0]
+    assert "crown_accuracy" in csv_header and "crown_macro_f1" in csv_header
+
+
+def test_resume_keeps_finished_runs_and_runs_only_the_others(tmp_path, monkeypatch):
+    monkeypatch.setattr(benchmark, "load_dataset", lambda name, data_home, seed: _tiny_scene())
+    out = tmp_path / "o"
+    common = dict(seeds=1, quick=True, maps=False, log=lambda msg: None, text_encoder="random-clip")
+    first = BenchmarkRun("synthetic", out, methods=["KNN (tuned), centre"], **common).run()
+    fitted = []
+    real_fit = BenchmarkRun._fit
+
+    def spy(self, method, *a, **k):
+        fitted.append(method.name)
+        return real_fit(self, method, *a, **k)
+
+    monkeypatch.setattr(BenchmarkRun, "_fit", spy)
+    rows = BenchmarkRun("synthetic", out, methods=["KNN (tuned), centre", "RandomForest"],
+                        resume=True, **common).run()
+    assert fitted == ["RandomForest (tuned), centre pixel"]  # KNN was kept, not refitted
+    assert rows[0] == first[0] and len(rows) == 2
+    saved = json.loads((out / "results.json").read_text())["runs"]
+    assert [r["method"] for r in saved] == ["KNN (tuned), centre pixel",
+                                            "RandomForest (tuned), centre pixel"]
+    with pytest.raises(ValueError, match="--resume"):
+        BenchmarkRun("synthetic", out, methods=["KNN"], resume=True,
+                     **dict(common, quick=False)).run()
+
+
+def test_per_head_scores_are_batched_and_equal_one_pass(tmp_path, monkeypatch):
+    """Per-head scores walk the test pixels batch by batch and equal a single head_scores call."""
+    from sklearn_mmlgnet.patches import extract_patches
+
+    scene = _tiny_scene()
+    monkeypatch.setattr(benchmark, "N_HEAD_PIXELS", 300)
+    run = BenchmarkRun("synthetic", tmp_path, patch_size=5, log=lambda msg: None)
+    method = [m for m in default_methods(1, 2, {"text_embeddings": np.eye(len(scene.class_names))},
+                                         quick=True, verbose=0)
+              if m.name == "MMLGNet + self-distillation"][0]
+    Xtr, ytr = (extract_patches(scene.hsi, scene.lidar, *np.nonzero(scene.train_mask), 5),
+                scene.labels[scene.train_mask])
+    est = method.build(0, 1).fit(Xtr[ytr > 0], ytr[ytr > 0])
+    test = scene.test_mask & (scene.labels > 0)
+    batches = []
+    real = benchmark.iter_scene_patches
+    monkeypatch.setattr(benchmark, "iter_scene_patches",
+                        lambda *a, **k: (batches.append(1) or b for b in real(*a, batch_size=64, **k)))
+    got = run._head_scores(est, method, scene, scene.hsi.shape[2], test)
+    assert len(batches) > 1
+    r, c = (idx[:300] for idx in np.nonzero(test))
+    X = extract_patches(scene.hsi, scene.lidar, r, c, 5)
+    want = est[-1].head_scores(est[:-1].transform(X), scene.labels[r, c])
+    assert got.keys() == want.keys()
+    assert all(abs(got[k] - want[k]) < 1e-9 for k in want)
