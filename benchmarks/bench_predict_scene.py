@@ -92,7 +92,8 @@ def child(model_path, method, rows, cols, patch_rows):
     peak = _proc_status("VmHWM")
     n = int(mask.sum()) if mask is not None else int(out.size)
     res = {"method": method, "rows": rows, "cols": cols, "pixels": n, "seconds": dt,
-           "cpu_seconds": cpu, "pixels_per_s": n / dt, "peak_above_mib": peak - before, "rss_before_mib": before}
+           "cpu_seconds": cpu, "pixels_per_s": n / dt, "peak_above_mib": peak - before,
+           "rss_before_mib": before}
     if method == "patches":  # the dense path on the same pixels, after the measurement
         dense = predict_scene_proba(clf, hsi, lidar, PATCH, mask=mask, method="dense")
         res["max_proba_diff"] = float(np.abs(dense[mask] - proba[mask]).max())
@@ -123,7 +124,8 @@ def main():
 
     t_start, load0 = time.perf_counter(), os.getloadavg()[0]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads); scene {a.rows} x {a.cols}, "
+          f"torch {torch.__version__} ({torch.get_num_threads()} threads); "
+          f"scene {a.rows} x {a.cols}, "
           f"{N_HSI} + 1 bands, {PATCH} x {PATCH} patches", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         model = os.path.join(tmp, "model.pkl")
@@ -138,7 +140,8 @@ def main():
     for r in (full, halfr, patches):
         what = f"{r['rows']} x {r['cols']}" + (
             f", {a.patch_rows} full rows" if r["method"] == "patches" else "")
-        print(f"| {r['method']} | {what} | {r['pixels']} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | "
+        print(f"| {r['method']} | {what} | {r['pixels']} | {r['seconds']:.1f} | "
+              f"{r['cpu_seconds']:.1f} | "
               f"{r['pixels_per_s']:.0f} | {r['peak_above_mib']:.0f} |")
     print()
     print(f"dense / patch speed: {full['pixels_per_s'] / patches['pixels_per_s']:.0f}x "

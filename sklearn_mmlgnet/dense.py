@@ -380,7 +380,8 @@ def iter_dense_proba(estimator, hsi, lidar, patch_size=11, pad_mode="reflect", m
             r1, c1 = min(H, r0 + tile_rows), min(W, c0 + tile_cols)
             if mask is not None:  # only the rows and columns of this tile's masked pixels
                 tile_mask = mask[r0:r1, c0:c1]
-                rows, cols = np.flatnonzero(tile_mask.any(axis=1)), np.flatnonzero(tile_mask.any(axis=0))
+                rows = np.flatnonzero(tile_mask.any(axis=1))
+                cols = np.flatnonzero(tile_mask.any(axis=0))
                 if not rows.size:
                     continue
                 r0, r1, c0, c1 = r0 + rows[0], r0 + rows[-1] + 1, c0 + cols[0], c0 + cols[-1] + 1

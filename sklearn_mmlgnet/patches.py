@@ -354,7 +354,9 @@ def predict_scene_proba(estimator, hsi, lidar, patch_size=11, batch_size=1024, p
     Parameters
     ----------
     estimator : fitted classifier with ``predict_proba``
-    hsi, lidar, patch_size, batch_size, pad_mode, mask, transform, bands, method, tile_size, autocast, progress
+    hsi, lidar, patch_size, batch_size, pad_mode, mask, transform, bands, method
+        As in :func:`predict_scene`.
+    tile_size, autocast, progress
         As in :func:`predict_scene`.
 
     Returns

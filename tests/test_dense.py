@@ -168,8 +168,9 @@ def test_auto_falls_back_to_patches_and_dense_says_why(scene, monkeypatch):
     hsi, lidar, rows, cols, y = scene
     X = extract_patches(hsi, lidar, rows, cols, P)
     baseline = make_pipeline(CenterPixel(), LogisticRegression()).fit(X, y)
-    np.testing.assert_array_equal(predict_scene(baseline, hsi, lidar, P).ravel(), baseline.predict(X))
-    with pytest.raises(DenseNotSupportedError, match="'centerpixel' .CenterPixel. is not a band-wise"):
+    np.testing.assert_array_equal(predict_scene(baseline, hsi, lidar, P).ravel(),
+                                  baseline.predict(X))
+    with pytest.raises(DenseNotSupportedError, match="'centerpixel' .CenterPixel. is not a band"):
         predict_scene(baseline, hsi, lidar, P, method="dense")
     with pytest.raises(DenseNotSupportedError, match="LogisticRegression is not an MMLGNet"):
         predict_scene(baseline[-1], hsi, lidar, P, method="dense")
