@@ -55,15 +55,22 @@ def test_string_labels_are_the_class_names():
     np.testing.assert_array_equal(clf.classes_[proba.argmax(1)], clf.predict(X))
 
 
-def test_integer_labels_with_class_names_mapping(tmp_path):
+@pytest.fixture(scope="module")
+def clip_model_fitted(tmp_path_factory):
+    """One model on a random-weight CLIP text tower, shared by the tests that only read it."""
     X, y = make_patches()
     y = y + 10  # labels 10, 11, 12
     mapping = {10: "Woods", 11: "Roads", 12: "Vineyard"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # random CLIP weights
         clf = MMLGNetClassifier(class_names=mapping, clip_model=SMALL_CLIP, clip_pretrained=None,
-                                cache_dir=str(tmp_path),
+                                cache_dir=str(tmp_path_factory.mktemp("cache")),
                                 **FAST).fit(X, y)
+    return clf, X, y
+
+
+def test_integer_labels_with_class_names_mapping(clip_model_fitted):
+    clf, X, y = clip_model_fitted
     assert list(clf.classes_) == [10, 11, 12]
     assert clf.class_names_ == ["Woods", "Roads", "Vineyard"]
     assert set(np.unique(clf.predict(X))) <= {10, 11, 12}
@@ -129,16 +136,11 @@ def test_clone_pipeline_gridsearch_and_cross_val_score():
     assert scores.shape == (3,) and scores.mean() > 0.6
 
 
-def test_pickle_and_joblib_round_trip_without_clip(tmp_path):
-    X, y = make_patches()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        clf = MMLGNetClassifier(class_names=dict(enumerate(NAMES)), clip_model=SMALL_CLIP,
-                                clip_pretrained=None,
-                                cache_dir=str(tmp_path / "cache"), **FAST).fit(X, y)
+def test_pickle_and_joblib_round_trip_without_clip(tmp_path, clip_model_fitted):
+    clf, X, y = clip_model_fitted
     expected = clf.predict_proba(X)
     blob = pickle.dumps(clf)
-    # The CLIP text tower (~63M parameters, ~250 MB) is never kept: only the encoders.
+    # The CLIP text tower (tens of millions of parameters) is never kept: only the encoders.
     n_params = sum(p.numel() for p in clf.net_.module_.parameters())
     assert len(blob) < 4 * n_params + 2_000_000
     assert b"open_clip.model" not in blob and b"open_clip.transformer" not in blob
