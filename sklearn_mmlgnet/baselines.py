@@ -378,11 +378,15 @@ def describe_search(estimator):
 
     Examples
     --------
-    >>> print(describe_search(tuned_knn(random_state=0)))
-    KNeighborsClassifier tuned by inner CV on the training pixels (3-fold StratifiedKFold, shuffled; candidates scored on at most 5000 pixels per fold, best refitted on all): n_neighbors in {1, 3, 5, 9, 15, 25}
+    >>> import textwrap
+    >>> print(textwrap.fill(describe_search(tuned_knn(random_state=0)), 88))
+    KNeighborsClassifier tuned by inner CV on the training pixels (3-fold StratifiedKFold,
+    shuffled; candidates scored on at most 5000 pixels per fold, best refitted on all):
+    n_neighbors in {1, 3, 5, 9, 15, 25}
     """
     search = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
-    clf = search.estimator.steps[-1][1] if isinstance(search.estimator, Pipeline) else search.estimator
+    inner = search.estimator
+    clf = inner.steps[-1][1] if isinstance(inner, Pipeline) else inner
     grid = "; ".join(f"{k.rsplit('__', 1)[-1]} in {{{', '.join(_fmt(v) for v in vals)}}}"
                      for k, vals in search.param_grid.items())
     cap = getattr(search.cv, "max_samples", None)

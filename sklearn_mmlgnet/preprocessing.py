@@ -333,10 +333,12 @@ class ExtendedMorphologicalProfile(TransformerMixin, BaseEstimator):
             radii = None
         if not radii or not all(isinstance(r, numbers.Integral) and not isinstance(r, bool)
                                 and r >= 1 for r in radii):
-            raise ValueError(f"radii must be a non-empty sequence of positive ints; got {self.radii!r}.")
+            raise ValueError(
+                f"radii must be a non-empty sequence of positive ints; got {self.radii!r}.")
         if self.n_components is not None and (
                 not isinstance(self.n_components, numbers.Integral) or self.n_components < 1):
-            raise ValueError(f"n_components must be a positive int or None; got {self.n_components!r}.")
+            raise ValueError(
+                f"n_components must be a positive int or None; got {self.n_components!r}.")
         return tuple(int(r) for r in radii)
 
     def fit(self, X, y=None):
@@ -377,10 +379,12 @@ class ExtendedMorphologicalProfile(TransformerMixin, BaseEstimator):
         images = X if self.pca_ is None else self._project(X)
         k = images.shape[1]
         stack = np.ascontiguousarray(images, dtype=np.float32).reshape(n * k, P, P)
-        profile = np.concatenate([stack[:, c, c, None], _profile_centres(stack, radii, self.footprint)],
-                                 axis=1)  # (n * k, 1 + 2 * len(radii)), image by image
+        # (n * k, 1 + 2 * len(radii)), image by image
+        profile = np.concatenate(
+            [stack[:, c, c, None], _profile_centres(stack, radii, self.footprint)], axis=1)
         parts.append(profile.reshape(n, k * profile.shape[1]))
-        return np.concatenate([np.asarray(p, dtype=np.float64).reshape(n, -1) for p in parts], axis=1)
+        return np.concatenate([np.asarray(p, dtype=np.float64).reshape(n, -1) for p in parts],
+                              axis=1)
 
     def _project(self, X):
         """``self.pca_.transform(X)`` as one batched product over the band axis.

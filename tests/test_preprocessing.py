@@ -119,8 +119,8 @@ def test_vectorised_profile_equals_skimage_per_patch(footprint):
         for method, op in (("open", morphology.erosion), ("close", morphology.dilation)):
             for r in radii:
                 fp = morphology.disk(r) if footprint == "disk" else np.ones((2 * r + 1,) * 2)
-                rec = morphology.reconstruction(op(img, fp), img,
-                                                method="dilation" if method == "open" else "erosion")
+                rec = morphology.reconstruction(
+                    op(img, fp), img, method="dilation" if method == "open" else "erosion")
                 want.append(rec[4, 4])
         np.testing.assert_array_equal(got[i], want)
     # the whole reconstructed images agree, not only their centres
