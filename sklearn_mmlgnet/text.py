@@ -86,7 +86,9 @@ class TextEncoder:
 
     Subclasses implement :meth:`encode` and :attr:`identity`; the identity is a
     plain dict (backend, model, weights) that keys the cache and is recorded on the
-    fitted estimator.
+    fitted estimator. It must hold everything that can change the vectors (a hash
+    of the weights, package versions); a ``"fingerprint"`` entry of ``None`` says
+    the weights cannot be identified yet, and such embeddings are not cached.
     """
 
     identity: dict
