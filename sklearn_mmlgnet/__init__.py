@@ -3,12 +3,19 @@
 The estimators are :class:`MMLGNetClassifier` (MMLGNet: CNN encoders per modality,
 fusion, projection into a frozen CLIP text space, symmetric contrastive loss) and
 :class:`SDHSIClassifier` (SDHSI-Net: HSI-only CNN with self-distillation). The
-subpackages hold what surrounds them: ``datasets``, ``patches``,
-``model_selection``, ``preprocessing``, ``metrics``, ``plotting`` and ``text``.
+subpackages hold what surrounds them: ``datasets``, ``patches`` and ``dense``
+(full-scene prediction), ``io`` (a user's rasters in, GeoTIFF maps out),
+``model_selection``, ``preprocessing``, ``baselines`` (tuned classic rows),
+``metrics``, ``plotting`` and ``text``.
 """
 
 from ._estimator import MMLGNetClassifier, SDHSIClassifier
-from .preprocessing import BandStandardScaler, CenterPixel, SpectralPCA
+from .preprocessing import (
+    BandStandardScaler,
+    CenterPixel,
+    ExtendedMorphologicalProfile,
+    SpectralPCA,
+)
 
 __version__ = "0.1.0"
 
@@ -17,6 +24,7 @@ __all__ = [
     "SDHSIClassifier",
     "BandStandardScaler",
     "CenterPixel",
+    "ExtendedMorphologicalProfile",
     "SpectralPCA",
     "__version__",
 ]
