@@ -333,14 +333,16 @@ class BenchmarkRun:
             return
         old = json.loads(path.read_text(encoding="utf-8"))
         meta = old["meta"]
-        same = (meta["scene"]["dataset"] == self.dataset and meta["epochs"] == self.epochs
-                and meta["quick"] == self.quick and meta["patch_size"] == self.patch_size)
+        # Each network row records its own epoch count, so rows of another --epochs may
+        # be added; the data, the split and the patches must be the same.
+        same = (meta["scene"]["dataset"] == self.dataset and meta["quick"] == self.quick
+                and meta["patch_size"] == self.patch_size)
         if not same:
             raise ValueError(
-                f"--resume: {path} holds a benchmark of {meta['scene']['dataset']} with epochs="
-                f"{meta['epochs']}, quick={meta['quick']}, patch_size={meta['patch_size']}; this run "
-                f"asks for {self.dataset}, epochs={self.epochs}, quick={self.quick}, "
-                f"patch_size={self.patch_size}. Use another --out or the same settings.")
+                f"--resume: {path} holds a benchmark of {meta['scene']['dataset']} with "
+                f"quick={meta['quick']}, patch_size={meta['patch_size']}; this run asks for "
+                f"{self.dataset}, quick={self.quick}, patch_size={self.patch_size}. Use another "
+                "--out or the same settings.")
         self.results = old["runs"]
         for r in self.results:  # JSON keys are strings; labels are ints
             r["per_class"] = {int(k): v for k, v in r["per_class"].items()}
@@ -412,6 +414,8 @@ class BenchmarkRun:
         search = _search_of(est)
         if search is not None:
             row["best_params"] = {k: _jsonable(v) for k, v in search.best_params_.items()}
+        if method.group != "baseline":
+            row["epochs"] = self.epochs
         return row
 
     def _record(self, row):
@@ -600,7 +604,12 @@ def markdown_table(rows, meta):
         return "(no finished runs yet)\n"
     scene = meta["scene"]
     names = scene["class_names"]
-    methods = list(dict.fromkeys(r["method"] for r in rows))
+    # The rows in the benchmark's order, whatever order they ran in (--resume).
+    order = [m.name for m in default_methods(1, 1, {}, crowns=True)]
+    methods = sorted(dict.fromkeys(r["method"] for r in rows),
+                     key=lambda m: order.index(m) if m in order else len(order))
+    epochs = sorted({r.get("epochs", meta["epochs"]) for r in rows if r["group"] != "baseline"})
+    epochs = " / ".join(map(str, epochs)) or meta["epochs"]
     classes = sorted({c for r in rows for c in r["per_class"]})
     header = ["class"] + methods
     counts = sorted({tuple(v) for v in scene["per_seed"].values()})
@@ -614,7 +623,7 @@ def markdown_table(rows, meta):
         "",
         f"Split: {scene['split']} {counts}"
         + (" (quick mode: test subsampled to 5,000)." if meta["quick"] else "."),
-        f"Seeds: {sorted({r['seed'] for r in rows})}; networks: {meta['epochs']} epochs fixed in "
+        f"Seeds: {sorted({r['seed'] for r in rows})}; networks: {epochs} epochs fixed in "
         f"advance, the last epoch is scored; no checkpoint, epoch or hyperparameter is chosen on "
         f"the test split. Patches {meta['patch_size']} x {meta['patch_size']}. Text encoder: "
         f"{_text_description(meta['text'])}."
