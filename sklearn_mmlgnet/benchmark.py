@@ -647,6 +647,7 @@ def markdown_table(rows, meta):
         if any(key in r for r in rows):
             lines.append(f"| **{labels.get(key, key)}** | " + " | ".join(
                 _ms([r.get(key, np.nan) for r in by[m]]) for m in methods) + " |")
+    lines.append("| seeds | " + " | ".join(str(len(by[m])) for m in methods) + " |")
     lines.append("| fit (s) | " + " | ".join(_ms([r["fit_s"] for r in by[m]], 1) for m in methods) + " |")
     lines.append("| predict (s) | " + " | ".join(_ms([r["predict_s"] for r in by[m]], 1)
                                                  for m in methods) + " |")
