@@ -465,7 +465,8 @@ class BenchmarkRun:
         self._start(
             f"{IDTREES_FOLDS} plot-grouped folds (StratifiedGroupKFold over groups of connected "
             "plots, random_state=0, the same folds for every seed): no crown and no plot on both "
-            "sides; every labelled pixel is predicted once, by the fold that held it out.",
+            "sides; every labelled pixel is predicted once, by the fold that held it out (fit and "
+            "predict seconds are summed over the folds).",
             data.class_names)
         X, y = data.X, data.y
         self.scene_info["counts"] = (
