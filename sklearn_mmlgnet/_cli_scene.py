@@ -5,45 +5,22 @@ raster or polygons), fits ``Pipeline(BandStandardScaler, MMLGNetClassifier)`` on
 the patches of the labelled pixels and saves it with joblib, recording what it
 was trained on in the pipeline's ``scene_info_``. ``predict`` classifies a whole
 scene tile by tile (on one machine or a dask cluster) into a GeoTIFF map.
-Bad input ends with one ``error:`` line and exit status 2.
+Errors are raised as ``FileNotFoundError`` / ``ValueError`` with a clear message;
+:func:`sklearn_mmlgnet.cli.main` turns them into one line and an exit status.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-EXIT_BAD_INPUT = 2
-
 
 def _log(msg):
     print(msg, flush=True)
-
-
-def _one_line(exc):
-    return " ".join(str(exc).split())
-
-
-def _guarded(func):
-    """Bad paths, mismatched rasters, wrong models: one ``error:`` line, exit status 2."""
-
-    def run(args):
-        from rasterio.errors import RasterioError
-
-        try:
-            return func(args)
-        except (FileNotFoundError, ValueError, RasterioError, OSError) as exc:
-            print(f"error: {_one_line(exc)}", file=sys.stderr, flush=True)
-            return EXIT_BAD_INPUT
-
-    run.__name__ = func.__name__
-    run.__doc__ = func.__doc__
-    return run
 
 
 def fit_scene(hsi, lidar, labels, *, class_field=None, patch_size=11, estimator=None, log=_log):
@@ -155,7 +132,6 @@ def load_model(path):
     return model
 
 
-@_guarded
 def fit_command(args):
     """``mmlgnet fit``."""
     from . import MMLGNetClassifier
@@ -171,14 +147,13 @@ def fit_command(args):
         lidar_channels=tuple(args.lidar_channels), fusion_dim=args.fusion_dim,
         verbose=0 if args.quiet else 1, **text_kwargs)
     model = fit_scene(args.hsi, args.lidar, args.labels, class_field=args.class_field,
-                      patch_size=args.patch_size, estimator=clf, log=_log)
+                      patch_size=args.patch_size or 11, estimator=clf, log=_log)
     out = save_model(model, args.out)
     _log(f"Saved the model to {out} (fitted on {args.hsi}; classes "
          f"{model.scene_info_['class_names']}).")
     return 0
 
 
-@_guarded
 def predict_command(args):
     """``mmlgnet predict``."""
     from .io import predict_raster, proba_path_for

@@ -36,7 +36,7 @@ from ._io import write_text
 from .metrics import crown_scores, evaluate
 from .patches import iter_scene_patches, labelled_patches, predict_scene
 from .plotting import plot_classification_map
-from .preprocessing import BandStandardScaler, CenterPixel, SpectralPCA
+from .preprocessing import BandStandardScaler, SpectralPCA
 from .text import TextEncoderUnavailableError, make_text_encoder
 
 DATASETS = ("synthetic", "trento", "muufl", "houston2013", "jasper_ridge", "idtrees")

@@ -1,8 +1,10 @@
-"""The ``mmlgnet`` command: ``demo`` and ``benchmark``.
+"""The ``mmlgnet`` command: ``demo``, ``benchmark``, ``fit`` and ``predict``.
 
 ``mmlgnet demo`` fits MMLGNet on the embedded synthetic scene and writes its map;
-``mmlgnet benchmark`` runs MMLGNet, its ablations, SDHSI-Net and classic
-baselines over seeds and writes Markdown/CSV/JSON tables and maps.
+``mmlgnet benchmark`` runs MMLGNet, its ablations, SDHSI-Net and tuned classic
+baselines over seeds and writes Markdown/CSV/JSON tables and maps; ``mmlgnet fit``
+and ``mmlgnet predict`` train on a user's own rasters and write a GeoTIFF map
+(:mod:`sklearn_mmlgnet._cli_scene`).
 
 A failure is one line on stderr (``mmlgnet: error: ...``) and an exit status
 that says what kind it was (``--traceback`` shows the Python traceback instead):
@@ -208,6 +210,13 @@ def _one_line(exc):
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _exit_code(exc):
+    code = next((c for t, c in EXIT_CODES if isinstance(exc, t)), 1)
+    if code == 1 and type(exc).__module__.startswith("rasterio"):
+        code = 2  # a raster GDAL cannot read or write as asked
+    return code
+
+
 def main(argv=None):
     """Run the command; returns the exit status (see the table in the module docstring)."""
     args = build_parser().parse_args(argv)  # argparse itself exits 2 on unknown options
@@ -225,7 +234,7 @@ def main(argv=None):
     except Exception as exc:
         if args.traceback:
             raise
-        code = next((c for t, c in EXIT_CODES if isinstance(exc, t)), 1)
+        code = _exit_code(exc)
         what = "" if code != 1 else f"unexpected {type(exc).__name__} (rerun with --traceback and report it): "
         print(f"mmlgnet: error: {what}{_one_line(exc)}", file=sys.stderr)
         return code

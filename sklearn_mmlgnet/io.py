@@ -316,7 +316,7 @@ def rasterize_labels(path, like, class_field=None, window=None):
         ``{code: name}``: string classes get codes 1..K in sorted order;
         integer classes keep their value as code and have no names (``{}``).
     """
-    rasterio = _rasterio()
+    _rasterio()  # a clear error when rasterio is missing
     from rasterio.features import rasterize
     from rasterio.windows import transform as window_transform
 

@@ -6,7 +6,6 @@ All losses take ``logits`` of shape (batch, n_classes) where
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
