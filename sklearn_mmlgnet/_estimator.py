@@ -21,6 +21,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from skorch import NeuralNetClassifier
+from skorch.callbacks import LRScheduler
+from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from ._validation import (
     center_crop,
@@ -32,19 +34,22 @@ from ._validation import (
     check_positive_int,
     check_real,
 )
+from .augment import DihedralCollate
 from .losses import ContrastiveCriterion
 from .nn import _MAX_LOGIT_SCALE, MMLGNetModule, SDHSINet, TextSimilarityHead
 from .text import DEFAULT_TEMPLATES, encode_class_names, make_text_encoder
 
 _LOSSES = ("symmetric", "image_to_text", "cross_entropy")
+_OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+_LR_SCHEDULES = (None, "cosine")
 
 # How a parameter changed since the last fit reaches a warm-started network:
 # skorch's own settings are set on the fitted net in place, the loss weights
 # rebuild the criterion, and these need nothing but the next fit. Any other
 # parameter defines the network, which is then built anew.
 _SKORCH_PARAMS = ("lr", "weight_decay", "max_epochs", "batch_size", "train_split", "callbacks",
-                  "verbose", "device")
-_CRITERION_PARAMS = ("distill_temperature", "distill_weight", "aux_ce_weight")
+                  "verbose", "device", "optimizer", "lr_schedule", "augment")
+_CRITERION_PARAMS = ("distill_temperature", "distill_weight", "aux_ce_weight", "label_smoothing")
 _PER_FIT_PARAMS = ("warm_start", "random_state", "patch_size", "cache_dir")
 
 
@@ -53,16 +58,40 @@ def _softmax(logits):
     return torch.softmax(logits.float(), dim=-1)
 
 
-def _train_loader(dataset, batch_size, **kwargs):
+def _train_loader(dataset, batch_size, augment=False, **kwargs):
     """skorch ``iterator_train``: a DataLoader over the training part only.
 
     skorch calls it after ``train_split``, so ``len(dataset)`` is what is really
     trained on. Batch norm cannot train on a batch of one, so the remainder is
     dropped when the training part is larger than a batch (a different random
-    remainder each epoch); a part of at most one batch is one whole batch.
+    remainder each epoch); a part of at most one batch is one whole batch. With
+    ``augment`` every training patch goes through a random symmetry of the
+    square (:class:`~sklearn_mmlgnet.augment.DihedralCollate`); validation and
+    prediction use skorch's other iterator and never see it.
     """
     kwargs.setdefault("drop_last", len(dataset) > batch_size)
+    if augment:
+        kwargs["collate_fn"] = DihedralCollate()
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, **kwargs)
+
+
+class _CosineLR(LRScheduler):
+    """skorch's LRScheduler with CosineAnnealingLR from ``lr`` to 0 over each fit's epochs.
+
+    skorch would resume a scheduler from the history's epoch count and from the
+    optimizer's current (already annealed) learning rate, so a warm-started fit
+    would train at ~0; here every ``fit`` starts again at the net's ``lr`` and
+    anneals over its ``max_epochs``. The learning rate of each epoch is recorded
+    in the history as ``event_lr``.
+    """
+
+    def __init__(self):
+        super().__init__(policy=CosineAnnealingLR)
+
+    def on_train_begin(self, net, **kwargs):
+        for group in net.optimizer_.param_groups:
+            group["lr"] = group["initial_lr"] = net.lr
+        self.lr_scheduler_ = CosineAnnealingLR(net.optimizer_, T_max=max(1, net.max_epochs))
 
 
 class _PatchNet(NeuralNetClassifier):
@@ -202,15 +231,26 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
                 updates["optimizer__weight_decay"] = float(value)
             elif name in _CRITERION_PARAMS:
                 updates[f"criterion__{name}"] = value  # skorch rebuilds criterion and optimizer
-            elif name not in ("device", "callbacks"):
+            elif name not in ("device", "callbacks", "lr_schedule", "optimizer", "augment"):
                 updates[name] = value
+        # skorch's set_params refuses these two on an initialized net (they name no
+        # module or criterion): set the attributes it reads instead.
+        if "augment" in changed:
+            self.net_.iterator_train__augment = bool(changed["augment"])
+        if "optimizer" in changed:
+            self.net_.optimizer = _OPTIMIZERS[changed["optimizer"]]
         if updates:
             self.net_.set_params(**updates)
-        if "callbacks" in changed:
+        if "optimizer" in changed:
+            self.net_.initialize_optimizer()  # a new optimizer of the new class
+        if "callbacks" in changed or "lr_schedule" in changed:
             # skorch's set_params(callbacks=...) initializes the callbacks it had before
             # storing the new ones; set them, then initialize.
-            self.net_.callbacks = changed["callbacks"]
+            self.net_.callbacks = self._net_callbacks()
             self.net_.initialize_callbacks()
+            if self.lr_schedule is None:  # the last fit annealed the optimizer's lr to ~0
+                for group in self.net_.optimizer_.param_groups:
+                    group["lr"] = self.net_.lr
         if "device" in changed:
             net = self.net_
             state = net.optimizer_.state_dict()
@@ -223,21 +263,28 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
         return _PatchNet(
             module=module,
             criterion=ContrastiveCriterion,
-            optimizer=torch.optim.Adam,
+            optimizer=_OPTIMIZERS[self.optimizer],
             lr=self.lr,
             optimizer__weight_decay=float(self.weight_decay),
             max_epochs=self.max_epochs,
             batch_size=self.batch_size,
             train_split=self.train_split,
-            callbacks=self.callbacks,
+            callbacks=self._net_callbacks(),
             predict_nonlinearity=_softmax,
             verbose=self.verbose,
             device=self.device,
             iterator_train=_train_loader,
             iterator_train__shuffle=True,
+            iterator_train__augment=bool(self.augment),
             **{f"module__{k}": v for k, v in module_kwargs.items()},
             **{f"criterion__{k}": v for k, v in criterion_kwargs.items()},
         )
+
+    def _net_callbacks(self):
+        """The user's callbacks, plus the learning-rate schedule (a new list: theirs is kept)."""
+        if self.lr_schedule is None:
+            return self.callbacks
+        return [*(self.callbacks or []), ("cosine_lr_schedule", _CosineLR())]
 
     def _check_params(self):
         check_positive_int(self.max_epochs, "max_epochs", minimum=0)
@@ -248,13 +295,27 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
         check_real(self.distill_temperature, "distill_temperature", low=0, low_inclusive=False)
         check_real(self.distill_weight, "distill_weight", low=0)
         check_real(self.aux_ce_weight, "aux_ce_weight", low=0)
+        check_real(self.label_smoothing, "label_smoothing", low=0, high=1)
+        if not isinstance(self.optimizer, str) or self.optimizer not in _OPTIMIZERS:
+            raise ValueError(
+                f"optimizer must be one of {tuple(_OPTIMIZERS)}; got {self.optimizer!r}.")
+        if not (self.lr_schedule is None
+                or (isinstance(self.lr_schedule, str) and self.lr_schedule in _LR_SCHEDULES)):
+            raise ValueError(f"lr_schedule must be one of {_LR_SCHEDULES}; got {self.lr_schedule!r}.")
+        if self.lr_schedule is not None and isinstance(self.callbacks, str):
+            raise ValueError(
+                f"lr_schedule={self.lr_schedule!r} adds a callback, but callbacks="
+                f"{self.callbacks!r}; give callbacks=None or a list.")
+        if not isinstance(self.augment, (bool, np.bool_)):
+            raise ValueError(f"augment must be True or False; got {self.augment!r}.")
         check_device(self.device)
 
     def _criterion_kwargs(self, loss):
         return dict(loss=loss, distill=bool(self.self_distillation),
                     distill_temperature=float(self.distill_temperature),
                     aux_ce_weight=float(self.aux_ce_weight),
-                    distill_weight=float(self.distill_weight))
+                    distill_weight=float(self.distill_weight),
+                    label_smoothing=float(self.label_smoothing))
 
     # -------------------------------------------------------------- predict
     def _check_predict_X(self, X):
@@ -446,8 +507,27 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         ``a * sum CE(aux) + b * sum KL(softmax(final/T) || softmax(aux/T)) T^2``: the KL
         of each student (aux) head from the detached final head, its teacher.
     lr : float, default=5e-4
-        Adam learning rate.
+        Learning rate of the optimizer (its initial value with ``lr_schedule``).
     weight_decay : float, default=0.0
+        Weight decay of the optimizer: an L2 term in the gradient for Adam,
+        decoupled decay for AdamW.
+    optimizer : {"adam", "adamw"}, default="adam"
+        :class:`torch.optim.Adam` or :class:`torch.optim.AdamW` (decoupled weight
+        decay; give ``weight_decay``, e.g. 1e-2, since it is 0 by default here).
+    lr_schedule : {None, "cosine"}, default=None
+        ``"cosine"`` anneals the learning rate from ``lr`` to 0 over ``max_epochs``
+        (torch's CosineAnnealingLR in skorch's LRScheduler callback, named
+        ``"cosine_lr_schedule"``; each fit, warm started or not, anneals anew). It is
+        added next to ``callbacks``, which are not modified. ``None`` keeps ``lr``.
+    augment : bool, default=False
+        Train on randomly flipped / 90-degree rotated patches, one of the 8
+        symmetries of the square drawn per patch and batch
+        (:mod:`sklearn_mmlgnet.augment`). Training batches only: validation
+        (``train_split``) and prediction see the patches as given.
+    label_smoothing : float, default=0.0
+        Label smoothing ``eps`` in [0, 1) of the cross-entropy terms: the
+        image->text term of the symmetric loss, the whole loss otherwise, and the
+        student heads' terms with self-distillation.
     max_epochs : int, default=100
     batch_size : int, default=64
     train_split : callable or None, default=None
@@ -459,8 +539,9 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         Continue training the fitted network on the next ``fit`` (same classes and
         bands). Parameters changed meanwhile take effect: skorch's settings (``lr``,
         ``max_epochs``, ``batch_size``, ``callbacks``, ``train_split``, ``verbose``,
-        ``weight_decay``, ``device``) on the fitted network, the distillation weights
-        on a new criterion; one that defines the network (channels, loss, text, ...)
+        ``weight_decay``, ``device``, ``optimizer`` (a new optimizer),
+        ``lr_schedule``, ``augment``) on the fitted network, the distillation
+        weights and ``label_smoothing`` on a new criterion; one that defines the network (channels, loss, text, ...)
         starts a new network, with a warning.
     verbose : int, default=0
         skorch's per-epoch table when >= 1.
@@ -515,7 +596,8 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
                  cache_dir=None, hsi_channels=(64, 128), lidar_channels=(32, 64),
                  fusion_dim=256, dropout=0.1, self_distillation=False,
                  distill_temperature=5.0, distill_weight=0.1, aux_ce_weight=0.8,
-                 lr=5e-4, weight_decay=0.0, max_epochs=100, batch_size=64,
+                 lr=5e-4, weight_decay=0.0, optimizer="adam", lr_schedule=None, augment=False,
+                 label_smoothing=0.0, max_epochs=100, batch_size=64,
                  train_split=None, callbacks=None, warm_start=False, verbose=0,
                  device="cpu", random_state=None):
         self.n_lidar_bands = n_lidar_bands
@@ -541,6 +623,10 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         self.aux_ce_weight = aux_ce_weight
         self.lr = lr
         self.weight_decay = weight_decay
+        self.optimizer = optimizer
+        self.lr_schedule = lr_schedule
+        self.augment = augment
+        self.label_smoothing = label_smoothing
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.train_split = train_split
@@ -658,8 +744,10 @@ class SDHSIClassifier(_SkorchPatchClassifier):
     distill_temperature, distill_weight, aux_ce_weight : float, default=5.0, 0.1, 0.8
         ``T > 0``, ``b >= 0`` and ``a >= 0`` in the loss above.
     lr : float, default=1e-3
-        Adam learning rate.
-    weight_decay, max_epochs, batch_size, train_split, callbacks, warm_start, verbose, device, random_state
+        Learning rate of the optimizer.
+    weight_decay, optimizer, lr_schedule, augment, label_smoothing
+        As in :class:`MMLGNetClassifier` (the same defaults).
+    max_epochs, batch_size, train_split, callbacks, warm_start, verbose, device, random_state
         As in :class:`MMLGNetClassifier` (``max_epochs`` defaults to 50 here).
 
     Attributes
@@ -682,7 +770,8 @@ class SDHSIClassifier(_SkorchPatchClassifier):
     def __init__(self, patch_size=None, conv3d_channels=(8, 16, 32), spectral_kernels=(7, 5, 3),
                  conv2d_channels=64, hidden=256, dropout=0.4, self_distillation=True,
                  distill_temperature=5.0, distill_weight=0.1, aux_ce_weight=0.8, lr=1e-3,
-                 weight_decay=0.0, max_epochs=50, batch_size=64, train_split=None,
+                 weight_decay=0.0, optimizer="adam", lr_schedule=None, augment=False,
+                 label_smoothing=0.0, max_epochs=50, batch_size=64, train_split=None,
                  callbacks=None, warm_start=False, verbose=0, device="cpu", random_state=None):
         self.patch_size = patch_size
         self.conv3d_channels = conv3d_channels
@@ -696,6 +785,10 @@ class SDHSIClassifier(_SkorchPatchClassifier):
         self.aux_ce_weight = aux_ce_weight
         self.lr = lr
         self.weight_decay = weight_decay
+        self.optimizer = optimizer
+        self.lr_schedule = lr_schedule
+        self.augment = augment
+        self.label_smoothing = label_smoothing
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.train_split = train_split

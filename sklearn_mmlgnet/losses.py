@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def symmetric_contrastive_loss(logits, y):
+def symmetric_contrastive_loss(logits, y, label_smoothing=0.0):
     """Image->text plus text->image loss with every same-class sample a positive.
 
     The image->text direction is the usual cross-entropy over classes. In the
@@ -23,6 +23,10 @@ def symmetric_contrastive_loss(logits, y):
     ----------
     logits : Tensor of shape (n_samples, n_classes)
     y : LongTensor of shape (n_samples,)
+    label_smoothing : float, default=0.0
+        Smoothing ``eps`` of the image->text cross-entropy (its target is
+        ``(1 - eps) * onehot + eps / n_classes``); the text->image targets are
+        already spread over every positive and are left as they are.
 
     Returns
     -------
@@ -36,7 +40,7 @@ def symmetric_contrastive_loss(logits, y):
     >>> round(float(symmetric_contrastive_loss(logits, y)), 4)
     0.313
     """
-    i2t = F.cross_entropy(logits, y)
+    i2t = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
     onehot = F.one_hot(y, logits.shape[1]).to(logits.dtype)  # (n, C)
     present = onehot.sum(0) > 0
     # Rows: classes in the batch; columns: samples. Target: uniform over positives.
@@ -48,7 +52,7 @@ def symmetric_contrastive_loss(logits, y):
 
 
 def self_distillation_loss(final_logits, aux_logits, y, *, temperature=5.0, aux_ce_weight=0.8,
-                           distill_weight=0.1):
+                           distill_weight=0.1, label_smoothing=0.0):
     """The SDHSI-Net auxiliary terms: ``a * sum CE(aux) + b * sum KL(p || q_k) * T^2``.
 
     ``p = softmax(final / T)`` is the teacher, ``q_k = softmax(aux_k / T)`` a student:
@@ -67,6 +71,8 @@ def self_distillation_loss(final_logits, aux_logits, y, *, temperature=5.0, aux_
         ``T > 0``.
     aux_ce_weight, distill_weight : float, default=0.8, 0.1
         ``a >= 0`` and ``b >= 0``.
+    label_smoothing : float, default=0.0
+        Smoothing of the students' cross-entropy terms (as in the main loss).
 
     Examples
     --------
@@ -82,7 +88,7 @@ def self_distillation_loss(final_logits, aux_logits, y, *, temperature=5.0, aux_
     teacher = F.softmax(final_logits.detach() / T, dim=1)
     total = final_logits.new_zeros(())
     for logits in aux_logits:
-        ce = F.cross_entropy(logits, y)
+        ce = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
         kl = F.kl_div(F.log_softmax(logits / T, dim=1), teacher, reduction="batchmean")
         total = total + aux_ce_weight * ce + distill_weight * kl * T * T
     return total
@@ -98,27 +104,35 @@ class ContrastiveCriterion(nn.Module):
         ablation with one direction (plain cross-entropy over class similarities).
     distill : bool
         Whether the module's output carries auxiliary logits to distil.
+    distill_temperature, aux_ce_weight, distill_weight : float
+        See :func:`self_distillation_loss`.
+    label_smoothing : float, default=0.0
+        Smoothing ``eps`` in [0, 1) of every cross-entropy term against the labels:
+        the whole loss for ``"image_to_text"`` and ``"cross_entropy"``, the
+        image->text term of ``"symmetric"``, and the students' terms.
     """
 
     def __init__(self, loss="symmetric", distill=False, distill_temperature=5.0,
-                 aux_ce_weight=0.8, distill_weight=0.1):
+                 aux_ce_weight=0.8, distill_weight=0.1, label_smoothing=0.0):
         super().__init__()
         self.loss = loss
         self.distill = distill
         self.distill_temperature = distill_temperature
         self.aux_ce_weight = aux_ce_weight
         self.distill_weight = distill_weight
+        self.label_smoothing = label_smoothing
 
     def forward(self, y_pred, y):
         aux = []
         if isinstance(y_pred, tuple):
             y_pred, aux = y_pred
         if self.loss == "symmetric":
-            main = symmetric_contrastive_loss(y_pred, y)
+            main = symmetric_contrastive_loss(y_pred, y, label_smoothing=self.label_smoothing)
         else:  # "image_to_text" and "cross_entropy" are both CE over class logits
-            main = F.cross_entropy(y_pred, y)
+            main = F.cross_entropy(y_pred, y, label_smoothing=self.label_smoothing)
         if self.distill and aux:
             main = main + self_distillation_loss(
                 y_pred, aux, y, temperature=self.distill_temperature,
-                aux_ce_weight=self.aux_ce_weight, distill_weight=self.distill_weight)
+                aux_ce_weight=self.aux_ce_weight, distill_weight=self.distill_weight,
+                label_smoothing=self.label_smoothing)
         return main

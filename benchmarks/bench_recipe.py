@@ -1,0 +1,169 @@
+"""Training-recipe levers, one at a time, on inner validation of Jasper Ridge's training pixels.
+
+The test split is never read. For each seed the scene's TRAINING pixels are split
+by spatial blocks (SpatialBlockKFold, 3 folds of 32 x 32 blocks, a buffer so no
+inner-training patch overlaps an inner-validation pixel) into inner train / inner
+validation, three times: every training pixel is predicted once, by the model of
+the fold that held it out, and OA / AA are taken over these pooled out-of-fold
+predictions. (Jasper's training region is small and patchy: one fold alone can
+hold 16 px of a class or none, so a single fold's score is mostly noise; and a
+class confined to one block cannot be in every fold's inner train, hence
+``min_train=0``.) Each row fits
+``BandStandardScaler -> MMLGNetClassifier`` (HSI only, the packaged offline text
+model, ``--epochs`` fixed epochs) with one lever changed from today's defaults,
+next to the tuned centre-pixel SVM on the same split. Prints inner-validation OA /
+AA (%) mean +/- std over seeds, the paired difference from the first network row
+on the same seed (mean +/- std), and seconds per fit (mean over folds and seeds).
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_recipe.py --data-home ../shared/data --seeds 0 1 2
+    OMP_NUM_THREADS=1 python benchmarks/bench_recipe.py --sdhsi --seeds 0 1 2   # SDHSI heads
+
+``--sdhsi`` runs the SDHSI-Net rows instead (without / with self-distillation,
+and with smaller auxiliary weights) and prints each head's inner-validation
+accuracy (``head_scores``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+from sklearn.pipeline import make_pipeline
+
+from sklearn_mmlgnet import BandStandardScaler, MMLGNetClassifier, SDHSIClassifier, SpectralPCA
+from sklearn_mmlgnet.baselines import tuned_svm
+from sklearn_mmlgnet.datasets import load_jasper_ridge
+from sklearn_mmlgnet.metrics import average_accuracy, overall_accuracy
+from sklearn_mmlgnet.model_selection import SpatialBlockKFold
+from sklearn_mmlgnet.patches import labelled_patches
+
+PATCH = 11
+
+#: One lever changed at a time from the estimator's defaults (row name -> parameters).
+MMLG_ROWS = {
+    "baseline (defaults)": {},
+    "augment=True": dict(augment=True),
+    "optimizer='adamw', weight_decay=1e-2": dict(optimizer="adamw", weight_decay=1e-2),
+    "lr_schedule='cosine'": dict(lr_schedule="cosine"),
+    "label_smoothing=0.1": dict(label_smoothing=0.1),
+    "all four": dict(augment=True, optimizer="adamw", weight_decay=1e-2, lr_schedule="cosine",
+                     label_smoothing=0.1),
+}
+SDHSI_ROWS = {
+    "SDHSI, no SD": dict(self_distillation=False),
+    "SDHSI + SD (defaults: a=0.8, b=0.1)": dict(self_distillation=True),
+    "SDHSI + SD, a=0.1": dict(self_distillation=True, aux_ce_weight=0.1),
+    "SDHSI + SD, a=0.1, b=0.01": dict(self_distillation=True, aux_ce_weight=0.1,
+                                      distill_weight=0.01),
+}
+
+
+def inner_folds(data_home, seed):
+    """The scene's training patches and their 3 spatial inner folds (test pixels never read)."""
+    scene = load_jasper_ridge(data_home, random_state=seed)
+    X, y, r, c = labelled_patches(scene, scene.train_mask, PATCH)
+    cv = SpatialBlockKFold(r, c, n_splits=3, block_size=32, patch_size=PATCH, min_train=0,
+                           random_state=seed)
+    return scene, X, y, list(cv.split(X, y))
+
+
+def score(y_true, y_pred):
+    return 100 * overall_accuracy(y_true, y_pred), 100 * average_accuracy(y_true, y_pred)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-home", default="../shared/data")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--rows", nargs="*", help="row names to run (default: all)")
+    parser.add_argument("--sdhsi", action="store_true", help="the SDHSI-Net rows instead")
+    parser.add_argument("--no-svm", action="store_true")
+    parser.add_argument("--out", help="JSON file of per-fit results (appended as they come)")
+    args = parser.parse_args(argv)
+
+    rows = SDHSI_ROWS if args.sdhsi else MMLG_ROWS
+    names = [n for n in rows if not args.rows or n in args.rows]
+    results = []  # dicts: row, seed, oa, aa, seconds (per fit), heads (SDHSI)
+    data = {seed: inner_folds(args.data_home, seed) for seed in args.seeds}
+    for seed, (scene, X, y, folds) in data.items():
+        print(f"[seed {seed}] {len(y)} training px; inner folds (train / validation px): "
+              + ", ".join(f"{len(tr)} / {len(va)}" for tr, va in folds), flush=True)
+
+    def run(row, seed, build, heads=False):
+        scene, X, y, folds = data[seed]
+        pred = np.empty_like(y)
+        seconds, hits = [], None
+        for tr, va in folds:
+            est = build(scene)
+            t0 = time.perf_counter()
+            est.fit(X[tr], y[tr])
+            seconds.append(time.perf_counter() - t0)
+            pred[va] = est.predict(X[va])
+            if heads:  # correct counts per head, pooled over folds
+                h = est[-1].head_scores(est[:-1].transform(X[va]), y[va])
+                counts = {k: v * len(va) for k, v in h.items()}
+                hits = counts if hits is None else {k: hits[k] + counts[k] for k in hits}
+        held = np.concatenate([va for _, va in folds])
+        oa, aa = score(y[held], pred[held])
+        res = dict(row=row, seed=seed, oa=oa, aa=aa, seconds=float(np.mean(seconds)))
+        if hits is not None:
+            res["heads"] = {k: round(100 * v / len(held), 2) for k, v in hits.items()}
+        results.append(res)
+        print(f"  {row:40s} seed {seed}: OA {oa:6.2f}  AA {aa:6.2f}  fit {res['seconds']:6.1f} s"
+              + (f"  heads {res['heads']}" if hits else ""), flush=True)
+        if args.out:
+            with open(args.out, "w") as fh:
+                json.dump(results, fh, indent=1)
+
+    if not args.no_svm:
+        for seed in args.seeds:
+            run("tuned SVM (centre pixel)", seed, lambda scene: tuned_svm(random_state=seed))
+    for name in names:
+        for seed in args.seeds:
+            if args.sdhsi:
+                def build(scene, seed=seed, name=name):
+                    return make_pipeline(
+                        BandStandardScaler(),
+                        SpectralPCA(n_components=30, n_lidar_bands=0, random_state=seed),
+                        SDHSIClassifier(max_epochs=args.epochs, random_state=seed, **rows[name]))
+            else:
+                def build(scene, seed=seed, name=name):
+                    return make_pipeline(BandStandardScaler(), MMLGNetClassifier(
+                        n_lidar_bands=0, text_encoder="sentence-transformers",
+                        class_names=scene.class_names, max_epochs=args.epochs,
+                        random_state=seed, **rows[name]))
+            run(name, seed, build, heads=args.sdhsi)
+
+    print(f"\nJasper Ridge, inner validation: pooled out-of-fold predictions of SpatialBlockKFold("
+          f"3 folds, block 32, patch {PATCH}) over the training pixels; test split unused. "
+          f"Seeds {args.seeds}, "
+          f"{'SDHSI-Net' if args.sdhsi else 'MMLGNet'} {args.epochs} epochs\n")
+    base = [r for r in results if r["row"] == names[0]] if names else []
+    base = {r["seed"]: r for r in base}
+    header = (f"| {'row':40s} | {'OA %':>14s} | {'AA %':>14s} | {'dOA (paired)':>13s} | "
+              f"{'dAA (paired)':>13s} | {'fit s':>11s} |")
+    print(header)
+    print("|" + "|".join("-" * (len(p)) for p in header.split("|")[1:-1]) + "|")
+    for row in dict.fromkeys(r["row"] for r in results):
+        rs = [r for r in results if r["row"] == row]
+        cell = [np.array([r[k] for r in rs]) for k in ("oa", "aa", "seconds")]
+        # Seeds differ a lot (each seed is another split of the scene): the difference
+        # from the first network row on the same seed is the sharper comparison.
+        delta = ["", ""]
+        if base and all(r["seed"] in base for r in rs):
+            for j, k in enumerate(("oa", "aa")):
+                d = np.array([r[k] - base[r["seed"]][k] for r in rs])
+                delta[j] = f"{d.mean():+5.2f} ± {d.std():4.2f}"
+        print(f"| {row:40s} | {cell[0].mean():6.2f} ± {cell[0].std():5.2f} | "
+              f"{cell[1].mean():6.2f} ± {cell[1].std():5.2f} | {delta[0]:>13s} | {delta[1]:>13s} | "
+              f"{cell[2].mean():5.1f} ± {cell[2].std():3.1f} |")
+        if args.sdhsi and "heads" in rs[0]:
+            heads = {k: np.mean([r["heads"][k] for r in rs]) for k in rs[0]["heads"]}
+            print("|   per-head OA (mean): " + ", ".join(f"{k} {v:.1f}" for k, v in heads.items()))
+
+
+if __name__ == "__main__":
+    main()

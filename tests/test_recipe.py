@@ -1,0 +1,231 @@
+"""Training-recipe levers: augmentation, AdamW, cosine schedule, label smoothing."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from skorch.callbacks import Callback, EpochScoring
+from skorch.dataset import ValidSplit
+
+from sklearn_mmlgnet import MMLGNetClassifier, SDHSIClassifier
+from sklearn_mmlgnet.augment import N_SYMMETRIES, DihedralCollate, dihedral, random_dihedral
+from sklearn_mmlgnet.losses import ContrastiveCriterion, self_distillation_loss
+
+from .conftest import make_patches
+
+EMB = np.random.RandomState(1).normal(size=(3, 16)).astype(np.float32)
+TINY = dict(hsi_channels=(8,), lidar_channels=(4,), fusion_dim=16, lr=5e-3, batch_size=32,
+            random_state=0, text_embeddings=EMB)
+SDHSI_TINY = dict(conv3d_channels=(4,), spectral_kernels=(3,), conv2d_channels=8, hidden=8,
+                  batch_size=32, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return make_patches(n_per_class=40)  # 120 samples of (7, 5, 5)
+
+
+def _symmetries(x):
+    return [dihedral(x, k) for k in range(N_SYMMETRIES)]
+
+
+def _is_symmetry_of(a, b):
+    return any(torch.equal(a, s) for s in _symmetries(b))
+
+
+# ------------------------------------------------------------------ the transform
+def test_dihedral_is_the_symmetry_group_of_the_square():
+    x = torch.arange(2 * 5 * 5, dtype=torch.float32).reshape(2, 5, 5)  # no symmetry of its own
+    images = _symmetries(x)
+    assert dihedral(x, 0) is x or torch.equal(dihedral(x, 0), x)
+    # 8 distinct images, all of them the numpy rotations / flips of x
+    ref = [np.rot90(np.flip(x.numpy(), -1) if k >= 4 else x.numpy(), k % 4, axes=(-2, -1))
+           for k in range(8)]
+    for img, r in zip(images, ref):
+        np.testing.assert_array_equal(img.numpy(), r)
+    assert len({tuple(i.flatten().tolist()) for i in images}) == 8
+    # closed under composition (a group), every band moved alike, centre pixel fixed
+    for a in range(8):
+        for b in range(8):
+            assert _is_symmetry_of(dihedral(dihedral(x, a), b), x)
+    for img in images:
+        assert torch.equal(img[:, 2, 2], x[:, 2, 2])
+        assert torch.equal(img[1] - img[0], torch.full((5, 5), 25.0))
+    with pytest.raises(ValueError, match="k must be"):
+        dihedral(x, 8)
+
+
+def test_random_dihedral_draws_every_symmetry_per_patch():
+    x = torch.arange(25, dtype=torch.float32).reshape(1, 1, 5, 5).repeat(400, 1, 1, 1)
+    out = random_dihedral(x, generator=torch.Generator().manual_seed(0))
+    images = _symmetries(x[0])
+    drawn = {next(k for k, s in enumerate(images) if torch.equal(o, s)) for o in out}
+    assert drawn == set(range(8))
+    with pytest.raises(ValueError, match="square"):
+        random_dihedral(torch.zeros(2, 1, 3, 5))
+
+
+def test_collate_keeps_each_label_with_its_own_patch():
+    rng = np.random.RandomState(0)
+    items = [(torch.as_tensor(rng.normal(size=(3, 5, 5)).astype("float32")), torch.tensor(i % 3))
+             for i in range(50)]
+    torch.manual_seed(0)
+    X, y = DihedralCollate()(items)
+    assert y.tolist() == [i % 3 for i in range(50)]
+    assert all(_is_symmetry_of(X[i], items[i][0]) for i in range(50))
+    assert any(not torch.equal(X[i], items[i][0]) for i in range(50))
+
+
+# ------------------------------------------------------------- augment in the estimators
+class _RecordBatches(Callback):
+    def initialize(self):
+        self.train, self.valid = [], []
+        return self
+
+    def on_batch_begin(self, net, batch=None, training=None, **kwargs):
+        (self.train if training else self.valid).append(batch[0].clone())
+
+
+def test_augment_changes_training_batches_only(problem):
+    X, y = problem
+    rec = _RecordBatches()
+    clf = MMLGNetClassifier(max_epochs=2, augment=True, callbacks=[rec],
+                            train_split=ValidSplit(4, stratified=True), **TINY).fit(X, y)
+    inputs = torch.as_tensor(X)
+    train = torch.cat(rec.train)
+    # every training patch is a symmetry of an input patch, and many are not the input itself
+    unchanged = sum(bool((inputs == t).flatten(1).all(1).any()) for t in train)
+    assert all(any(_is_symmetry_of(t, x) for x in inputs) for t in train[:40])
+    assert unchanged < 0.5 * len(train)  # 1/8 expected
+    # validation batches are the inputs as given
+    valid = torch.cat(rec.valid)
+    assert all(bool((inputs == v).flatten(1).all(1).any()) for v in valid)
+    assert len(clf.history_) == 2
+
+
+@pytest.mark.parametrize("make", [
+    lambda **kw: MMLGNetClassifier(**TINY, **kw),
+    lambda **kw: SDHSIClassifier(**SDHSI_TINY, **kw),
+], ids=["MMLGNet", "SDHSI"])
+def test_predict_with_augment_is_that_of_the_same_weights_without(problem, make):
+    X, y = problem
+    aug = make(max_epochs=2, augment=True).fit(X, y)
+    plain = make(max_epochs=1, augment=False).fit(X, y)
+    plain.net_.module_.load_state_dict(aug.net_.module_.state_dict())
+    p = aug.predict_proba(X)
+    np.testing.assert_array_equal(p, aug.predict_proba(X))  # deterministic
+    np.testing.assert_array_equal(p, plain.predict_proba(X))  # no augmentation at predict
+    # and training did see other batches than without augmentation, from the same seed
+    same_seed = make(max_epochs=2, augment=False).fit(X, y)
+    assert not np.allclose(same_seed.predict_proba(X), p)
+
+
+# ------------------------------------------------------------------- optimizer, schedule
+def test_adamw_is_the_optimizer_when_asked(problem):
+    X, y = problem
+    clf = MMLGNetClassifier(max_epochs=1, optimizer="adamw", weight_decay=1e-2, **TINY).fit(X, y)
+    assert type(clf.net_.optimizer_) is torch.optim.AdamW
+    assert clf.net_.optimizer_.param_groups[0]["weight_decay"] == 1e-2
+    default = MMLGNetClassifier(max_epochs=1, **TINY).fit(X, y)
+    assert type(default.net_.optimizer_) is torch.optim.Adam
+
+
+def test_cosine_schedule_anneals_lr_to_zero_over_max_epochs(problem):
+    X, y = problem
+    lr, epochs = 0.01, 4
+    user_callbacks = [EpochScoring("accuracy", on_train=True, name="train_acc")]
+    clf = MMLGNetClassifier(max_epochs=epochs, lr_schedule="cosine", callbacks=user_callbacks,
+                            **dict(TINY, lr=lr)).fit(X, y)
+    expected = [lr * 0.5 * (1 + math.cos(math.pi * e / epochs)) for e in range(epochs)]
+    np.testing.assert_allclose(clf.history_[:, "event_lr"], expected, rtol=1e-12)
+    assert clf.net_.optimizer_.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert len(user_callbacks) == 1 and clf.callbacks is user_callbacks  # the user's list untouched
+    assert "train_acc" in clf.history_[-1]
+    # a warm start anneals anew from lr over its own max_epochs ...
+    clf.set_params(warm_start=True, max_epochs=2)
+    clf.fit(X, y)
+    np.testing.assert_allclose(clf.history_[-2:, "event_lr"], [lr, lr / 2], rtol=1e-12)
+    # ... and without the schedule trains at lr again, not at the annealed ~0
+    clf.set_params(lr_schedule=None, max_epochs=1)
+    clf.fit(X, y)
+    assert clf.net_.optimizer_.param_groups[0]["lr"] == lr
+    assert "event_lr" not in clf.history_[-1]
+
+
+def test_no_schedule_by_default(problem):
+    X, y = problem
+    clf = MMLGNetClassifier(max_epochs=2, **TINY).fit(X, y)
+    assert "event_lr" not in clf.history_[-1]
+    assert clf.net_.optimizer_.param_groups[0]["lr"] == TINY["lr"]
+    assert clf.net_.callbacks is None
+
+
+# ----------------------------------------------------------------------- label smoothing
+def _hand_ce(logits, target, eps):
+    """-sum_c q_c log p_c with q = (1 - eps) onehot + eps / C, computed by hand."""
+    z = [float(v) for v in logits]
+    log_norm = math.log(sum(math.exp(v) for v in z))
+    q = [(1 - eps) * (c == target) + eps / len(z) for c in range(len(z))]
+    return -sum(qc * (zc - log_norm) for qc, zc in zip(q, z))
+
+
+def test_label_smoothing_follows_the_formula():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])
+    y = torch.tensor([0, 2])
+    eps = 0.1
+    hand = np.mean([_hand_ce(logits[i], int(y[i]), eps) for i in range(2)])
+    hand_plain = np.mean([_hand_ce(logits[i], int(y[i]), 0.0) for i in range(2)])
+    for loss in ("cross_entropy", "image_to_text"):
+        got = ContrastiveCriterion(loss=loss, label_smoothing=eps)(logits, y)
+        assert float(got) == pytest.approx(hand, rel=1e-6)
+    # symmetric: only the image->text half changes (the other half is averaged in at 0.5)
+    sym = ContrastiveCriterion(loss="symmetric", label_smoothing=eps)(logits, y)
+    sym0 = ContrastiveCriterion(loss="symmetric")(logits, y)
+    assert float(sym - sym0) == pytest.approx(0.5 * (hand - hand_plain), rel=1e-5)
+    # the students' CE terms too: identical student and teacher leave a * CE_smoothed
+    aux = self_distillation_loss(logits, [logits.clone()], y, aux_ce_weight=0.8,
+                                 label_smoothing=eps)
+    assert float(aux) == pytest.approx(0.8 * hand, rel=1e-5)
+
+
+def test_label_smoothing_reaches_the_criterion_and_a_warm_start(problem):
+    X, y = problem
+    clf = SDHSIClassifier(max_epochs=1, label_smoothing=0.2, **SDHSI_TINY).fit(X, y)
+    assert clf.net_.criterion_.label_smoothing == 0.2
+    clf.set_params(warm_start=True, label_smoothing=0.0)
+    net = clf.net_
+    clf.fit(X, y)
+    assert clf.net_ is net and clf.net_.criterion_.label_smoothing == 0.0
+
+
+def test_warm_start_applies_changed_optimizer_and_augment(problem):
+    X, y = problem
+    clf = MMLGNetClassifier(max_epochs=1, **TINY).fit(X, y)
+    net = clf.net_
+    clf.set_params(warm_start=True, optimizer="adamw", augment=True)
+    clf.fit(X, y)
+    assert clf.net_ is net and len(clf.history_) == 2
+    assert type(clf.net_.optimizer_) is torch.optim.AdamW
+    loader = clf.net_.get_iterator(clf.net_.get_dataset(X, np.zeros(len(X), int)), training=True)
+    assert isinstance(loader.collate_fn, DihedralCollate)
+
+
+# ------------------------------------------------------------------------------ errors
+@pytest.mark.parametrize("params, match", [
+    (dict(optimizer="sgd"), r"optimizer must be one of \('adam', 'adamw'\); got 'sgd'"),
+    (dict(optimizer=torch.optim.SGD), "optimizer must be one of"),
+    (dict(lr_schedule="step"), r"lr_schedule must be one of \(None, 'cosine'\); got 'step'"),
+    (dict(lr_schedule="cosine", callbacks="disable"), "lr_schedule='cosine' adds a callback"),
+    (dict(augment="yes"), "augment must be True or False; got 'yes'"),
+    (dict(label_smoothing=1.0), "label_smoothing must be a finite float >= 0 and < 1; got 1.0"),
+    (dict(label_smoothing=-0.1), "label_smoothing must be"),
+])
+@pytest.mark.parametrize("cls", [MMLGNetClassifier, SDHSIClassifier])
+def test_bad_recipe_parameters_are_named(problem, cls, params, match):
+    X, y = problem
+    kw = dict(TINY) if cls is MMLGNetClassifier else dict(SDHSI_TINY)
+    with pytest.raises(ValueError, match=match):
+        cls(max_epochs=1, **kw, **params).fit(X, y)
