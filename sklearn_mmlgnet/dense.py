@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .nn import MMLGNetModule, SDHSINet
+from .nn import MMLGNetModule, SDHSINet, TextSimilarityHead
 from .patches import _border_index, _check_pad_mode, _check_patch_size, _check_scene
 
 __all__ = ["DenseNotSupportedError", "dense_support", "iter_dense_proba", "supports_dense"]
@@ -270,6 +270,39 @@ def _fused_stages(stages):
     return fused
 
 
+def _text_head(head):
+    """The text head as a function of the fused features, in fewer operations.
+
+    ``head(z) = scale * normalize(W z + b) @ T.T`` with W of shape (D, F). When the
+    text dimension D exceeds F (512 against 256 by default), ``W z + b`` lies in an
+    (F + 1)-dimensional affine subspace: with the reduced QR factorisation W = Q R,
+    ``W z + b = Q u + b_perp`` where ``u = R z + Q.T b`` and ``b_perp`` is orthogonal
+    to Q's columns, so ``|W z + b|^2 = |u|^2 + |b_perp|^2`` and
+    ``(W z + b) . t = u . (Q.T t) + b_perp . t``. The same cosines, from F-wide
+    instead of D-wide arrays. An orthogonal change of basis: no cancellation.
+    """
+    if type(head) is not TextSimilarityHead or head.proj.in_features >= head.proj.out_features:
+        return head
+    with torch.no_grad():  # in float64, then stored in float32
+        W, b = head.proj.weight.double(), head.proj.bias.double()
+        T = head.text.double()
+        Q, R = torch.linalg.qr(W)  # (D, F), (F, F)
+        b_par = Q.t() @ b
+        b_perp = b - Q @ b_par
+        A = (Q.t() @ T.t()).float()  # (F, n_classes)
+        beta = (T @ b_perp).float()
+        norm2_perp = float(b_perp @ b_perp)
+        Rt, b_par = R.t().contiguous().float(), b_par.float()
+
+    def logits(z):
+        u = torch.addmm(b_par, z, Rt.to(z.dtype)).float()
+        norm = (u.square().sum(dim=1, keepdim=True) + norm2_perp).sqrt().clamp_min(1e-12)
+        # As TextSimilarityHead.forward (the dense tests check they agree).
+        return head.logit_scale.exp() * ((u @ A + beta) / norm)
+
+    return logits
+
+
 def _mmlgnet_logits(module, fused, x, P):
     """Logits of every pixel of a padded tile (1, C, R + P - 1, W + P - 1)."""
     parts = []
@@ -283,7 +316,8 @@ def _mmlgnet_logits(module, fused, x, P):
         parts += _box_and_centre(xe, P - 2 * len(enc.stages))  # as MMLGNetModule.forward
         del xe
     fusion = module.fusion
-    return _head_on_parts(fusion[0], lambda z: module.head(fusion[1:](z)), parts)
+    head = fused["head"]
+    return _head_on_parts(fusion[0], lambda z: head(fusion[1:](z)), parts)
 
 
 def _sdhsi_logits(module, fused, x, P):
@@ -369,6 +403,7 @@ def iter_dense_proba(estimator, hsi, lidar, patch_size=11, pad_mode="reflect", m
     else:
         logits_fn = _mmlgnet_logits
         fused = {enc: _fused_stages(enc.stages) for enc in (module.hsi, module.lidar) if enc}
+        fused["head"] = _text_head(module.head)
     amp_ctx = (torch.autocast(device_type=device.type, dtype=amp) if amp is not None
                else contextlib.nullcontext())
     from tqdm.auto import tqdm

@@ -51,6 +51,9 @@ def _assert_same(dense, ref, H, W, atol=1e-4):
 
 MODELS = {
     "hsi+lidar, text head": lambda: MMLGNetClassifier(**TINY),
+    "hsi+lidar, text head wider than the fused features": lambda: MMLGNetClassifier(
+        **dict(TINY, text_embeddings=np.random.RandomState(1).normal(size=(3, 16)),
+               learn_temperature=True)),
     "hsi+lidar, cross_entropy head": lambda: MMLGNetClassifier(loss="cross_entropy", **TINY),
     "hsi+lidar, self-distillation, 3 vs 1 stages": lambda: MMLGNetClassifier(
         **dict(TINY, hsi_channels=(4, 6, 8), lidar_channels=(3,), self_distillation=True)),
