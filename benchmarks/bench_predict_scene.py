@@ -16,7 +16,7 @@ Each measurement runs in a fresh process that loads the same pickled model, so
 its peak (Linux VmHWM, reset through /proc/self/clear_refs after a small
 warm-up prediction) belongs to that measurement alone.
 
-    python benchmarks/bench_predict_scene.py [--rows 349] [--cols 1905] [--patch-rows 2]
+    python benchmarks/bench_predict_scene.py [--rows 349] [--cols 1905] [--patch-rows 2] [--threads N]
 """
 
 import argparse
@@ -113,13 +113,18 @@ def main():
     p.add_argument("--cols", type=int, default=1905)
     p.add_argument("--patch-rows", type=int, default=2,
                    help="full-width rows predicted by the patch path (default: 2)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads in every measurement (default: torch's own choice)")
     p.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     a = p.parse_args()
+    import torch
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+        os.environ["OMP_NUM_THREADS"] = str(a.threads)  # for the child processes
     if a.child:
         model, method, rows, cols, patch_rows = a.child
         return child(model, method, int(rows), int(cols), int(patch_rows))
-    import torch
-
     t_start, load0 = time.perf_counter(), os.getloadavg()[0]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads); "
