@@ -324,6 +324,7 @@ class BenchmarkRun:
             for method in self._methods(n_lidar):
                 if not self._done(method, seed):
                     self._run_one(method, seed, scene, Xtr, ytr, inner, test_mask, n_hsi, n_lidar)
+        self.save()  # also when --resume found every run done: the table in today's format
         return self.results
 
     def _load_finished(self):
@@ -501,6 +502,7 @@ class BenchmarkRun:
                 if params:
                     row["best_params"] = params  # one entry per fold
                 self._record(row)
+        self.save()
         return self.results
 
     def _fit_fold(self, method, seed, data, tr, te, classes, n_hsi, n_lidar):
