@@ -203,7 +203,7 @@ def _tile_shape(tile_size, module, n_channels, H, W, P):
     if tile_size is None:
         budget = _DEFAULT_TILE_FLOATS // _floats_per_pixel(module, n_channels)  # padded pixels
         side = max(P, math.isqrt(budget) - (P - 1))
-        cols = min(W, side)
+        cols = -(-W // -(-W // side))  # as wide as allowed, split evenly: no sliver tile
         rows = max(P, budget // (cols + P - 1) - (P - 1))
         return min(H, rows), cols
     sizes = (tile_size, tile_size) if isinstance(tile_size, numbers.Integral) else tuple(tile_size)
@@ -425,7 +425,8 @@ def iter_dense_proba(estimator, hsi, lidar, patch_size=11, pad_mode="reflect", m
                 n_done = (r1 - r0) * (c1 - c0)
             row_idx, row_valid = _border_index(np.arange(r0 - h, r1 + h), H, pad_mode)
             col_idx, col_valid = _border_index(np.arange(c0 - h, c1 + h), W, pad_mode)
-            parts = [c[row_idx][:, col_idx] for c in (hsi, lidar) if c.shape[2]]
+            # Only the tile (and its halo) is gathered, never whole rows of the scene.
+            parts = [c[np.ix_(row_idx, col_idx)] for c in (hsi, lidar) if c.shape[2]]
             slab = (np.concatenate(parts, axis=-1).astype(np.float32, copy=False) if len(parts) > 1
                     else parts[0].astype(np.float32))
             del parts
