@@ -202,10 +202,12 @@ def _tile_shape(tile_size, module, n_channels, H, W, P):
     """(rows, cols) of the output pixels of a tile."""
     if tile_size is None:
         budget = _DEFAULT_TILE_FLOATS // _floats_per_pixel(module, n_channels)  # padded pixels
-        side = max(P, math.isqrt(budget) - (P - 1))
-        cols = -(-W // -(-W // side))  # as wide as allowed, split evenly: no sliver tile
-        rows = max(P, budget // (cols + P - 1) - (P - 1))
-        return min(H, rows), cols
+        side = max(P, math.isqrt(budget) - (P - 1))  # square tiles: the least halo
+        if W <= side:  # narrow scenes: full-width tiles, as many rows as the budget allows
+            return min(H, max(P, budget // (W + P - 1) - (P - 1))), W
+        # Columns split evenly (no sliver tile); rows fixed by the budget alone, not by H,
+        # so the largest tile, and the peak memory, is the same for any scene height.
+        return min(H, side), -(-W // -(-W // side))
     sizes = (tile_size, tile_size) if isinstance(tile_size, numbers.Integral) else tuple(tile_size)
     if len(sizes) != 2 or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1
                               for v in sizes):
