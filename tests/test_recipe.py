@@ -229,3 +229,16 @@ def test_bad_recipe_parameters_are_named(problem, cls, params, match):
     kw = dict(TINY) if cls is MMLGNetClassifier else dict(SDHSI_TINY)
     with pytest.raises(ValueError, match=match):
         cls(max_epochs=1, **kw, **params).fit(X, y)
+
+
+def test_a_model_with_every_lever_pickles_and_goes_on_training(problem):
+    import pickle
+
+    X, y = problem
+    clf = MMLGNetClassifier(max_epochs=2, augment=True, optimizer="adamw", weight_decay=1e-2,
+                            lr_schedule="cosine", label_smoothing=0.1, **TINY).fit(X, y)
+    copy = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(copy.predict_proba(X), clf.predict_proba(X))
+    copy.set_params(warm_start=True)
+    copy.fit(X, y)
+    np.testing.assert_allclose(copy.history_[:, "event_lr"], [TINY["lr"], TINY["lr"] / 2] * 2)
