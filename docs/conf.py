@@ -2,9 +2,12 @@
 
 project = "sklearn-mmlgnet"
 author = "sklearn-mmlgnet developers"
-release = "0.1.0"
+import sklearn_mmlgnet  # noqa: E402  (one source for the version)
+
+release = sklearn_mmlgnet.__version__
 extensions = ["sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.autosummary"]
 napoleon_numpy_docstring = True
+napoleon_use_ivar = True  # Attributes as fields: no second description of a property
 # scikit-learn generates the metadata-routing setters; their docstrings point into
 # scikit-learn's own docs, so they are left to scikit-learn's reference.
 autodoc_default_options = {

@@ -89,6 +89,21 @@ class TunedPipeline(Pipeline):
     """
 
     def fit(self, X, y=None, groups=None, **params):
+        """Fit the feature step, then run the search on the training pixels ``X, y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_bands, P, P)
+        y : array-like of shape (n_samples,)
+        groups : array-like of shape (n_samples,), optional
+            Groups (crowns, plots) for a grouped inner CV.
+        **params
+            Passed to :meth:`sklearn.pipeline.Pipeline.fit`.
+
+        Returns
+        -------
+        self
+        """
         if groups is not None:
             params[f"{self.steps[-1][0]}__groups"] = groups
         return super().fit(X, y, **params)

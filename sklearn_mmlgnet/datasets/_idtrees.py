@@ -323,38 +323,32 @@ def load_idtrees(data_home=None, *, sites=IDTREES_SITES, min_crowns=_DEFAULT_MIN
     Returns
     -------
     data : Bunch
-        scenes : list of Bunch
-            One per plot: ``hsi`` (20, 20, 369) float32 reflectance, ``lidar``
-            (20, 20, 1) float32 CHM (m), ``labels`` (20, 20) int64 (0 = unlabelled),
-            ``crown_ids`` (20, 20) int64 (0 = no crown or ambiguous), ``ambiguous``
-            (20, 20) bool, ``name``, ``site``, ``crs``, ``transform``, ``bounds``,
-            ``plot_group``.
-        class_names : dict
-            ``{label: "Genus species, common name"}`` for the taxa kept, labels 1..K
-            in the taxon table's order.
-        taxon_ids : dict
-            ``{label: taxonID}`` (NEON codes, e.g. ``"PIPA2"``).
-        X : ndarray of shape (n_pixels, 370, P, P), float32, or None
-            Patches of the labelled pixels: 369 HSI bands then the CHM.
-        y : ndarray of shape (n_pixels,), int64
-        crown_id, plot_id, plot_group : ndarray of shape (n_pixels,), int64
-            Per-pixel groups: the crown, the plot (index into ``scenes``) and the
-            group of connected plots (plots whose grids touch or that share a
-            crown), the unit :func:`idtrees_splits` keeps on one side.
-        site : ndarray of shape (n_pixels,), str
-        rows, cols : ndarray of shape (n_pixels,), int64
-            Pixel position in its plot.
-        crown_names : ndarray of str
-            ``crown_names[crown_id]`` is the individual's ``indvdID`` ("" for 0).
-        crown_counts, pixel_counts : dict
-            ``{label: count}`` of crowns and pixels.
-        duplicate_plots : dict
-            ``{skipped plot: the plot it copies}``.
-        n_ambiguous : int
-            Pixels inside two individuals' boxes (dropped or resolved).
-        crowns_without_field, field_without_crown : list of str
-            Individuals with a box but no field record, and the reverse.
-        DESCR : str
+        With these fields:
+
+        * ``scenes`` (list of Bunch): One per plot: ``hsi`` (20, 20, 369) float32 reflectance,
+          ``lidar`` (20, 20, 1) float32 CHM (m), ``labels`` (20, 20) int64 (0 = unlabelled),
+          ``crown_ids`` (20, 20) int64 (0 = no crown or ambiguous), ``ambiguous`` (20, 20) bool,
+          ``name``, ``site``, ``crs``, ``transform``, ``bounds``, ``plot_group``.
+        * ``class_names`` (dict): ``{label: "Genus species, common name"}`` for the taxa kept,
+          labels 1..K in the taxon table's order.
+        * ``taxon_ids`` (dict): ``{label: taxonID}`` (NEON codes, e.g. ``"PIPA2"``).
+        * ``X`` (ndarray of shape (n_pixels, 370, P, P), float32, or None): Patches of the
+          labelled pixels: 369 HSI bands then the CHM.
+        * ``y`` (ndarray of shape (n_pixels,), int64): the pixels' labels.
+        * ``crown_id``, ``plot_id``, ``plot_group`` (ndarray of shape (n_pixels,), int64):
+          Per-pixel groups: the crown, the plot (index into ``scenes``) and the group of
+          connected plots (plots whose grids touch or that share a crown), the unit
+          :func:`idtrees_splits` keeps on one side.
+        * ``site`` (ndarray of shape (n_pixels,), str): the pixels' NEON site.
+        * ``rows``, ``cols`` (ndarray of shape (n_pixels,), int64): Pixel position in its plot.
+        * ``crown_names`` (ndarray of str): ``crown_names[crown_id]`` is the individual's
+          ``indvdID`` ("" for 0).
+        * ``crown_counts``, ``pixel_counts`` (dict): ``{label: count}`` of crowns and pixels.
+        * ``duplicate_plots`` (dict): ``{skipped plot: the plot it copies}``.
+        * ``n_ambiguous`` (int): Pixels inside two individuals' boxes (dropped or resolved).
+        * ``crowns_without_field``, ``field_without_crown`` (list of str): Individuals with a
+          box but no field record, and the reverse.
+        * ``DESCR`` (str): a description of the data and of these choices.
 
     Raises
     ------
