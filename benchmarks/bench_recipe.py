@@ -57,6 +57,9 @@ SDHSI_ROWS = {
     "SDHSI + SD, a=0.1": dict(self_distillation=True, aux_ce_weight=0.1),
     "SDHSI + SD, a=0.1, b=0.01": dict(self_distillation=True, aux_ce_weight=0.1,
                                       distill_weight=0.01),
+    # which term hurts: the students' CE alone, or neither (student heads built, no loss)
+    "SDHSI + SD, a=0.8, b=0": dict(self_distillation=True, distill_weight=0.0),
+    "SDHSI + SD, a=0, b=0": dict(self_distillation=True, aux_ce_weight=0.0, distill_weight=0.0),
 }
 
 
@@ -102,15 +105,17 @@ def main(argv=None):
             est.fit(X[tr], y[tr])
             seconds.append(time.perf_counter() - t0)
             pred[va] = est.predict(X[va])
-            if heads:  # correct counts per head, pooled over folds
-                h = est[-1].head_scores(est[:-1].transform(X[va]), y[va])
-                counts = {k: v * len(va) for k, v in h.items()}
+            if heads:  # correct counts per head, pooled over folds; a class the
+                # fold never trained on counts as missed by every head, as in ``pred``
+                seen = np.isin(y[va], est[-1].classes_)
+                h = est[-1].head_scores(est[:-1].transform(X[va][seen]), y[va][seen])
+                counts = {k: v * seen.sum() for k, v in h.items()}
                 hits = counts if hits is None else {k: hits[k] + counts[k] for k in hits}
         held = np.concatenate([va for _, va in folds])
         oa, aa = score(y[held], pred[held])
         res = dict(row=row, seed=seed, oa=oa, aa=aa, seconds=float(np.mean(seconds)))
         if hits is not None:
-            res["heads"] = {k: round(100 * v / len(held), 2) for k, v in hits.items()}
+            res["heads"] = {k: round(100 * float(v) / len(held), 2) for k, v in hits.items()}
         results.append(res)
         print(f"  {row:40s} seed {seed}: OA {oa:6.2f}  AA {aa:6.2f}  fit {res['seconds']:6.1f} s"
               + (f"  heads {res['heads']}" if hits else ""), flush=True)

@@ -301,7 +301,8 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
                 f"optimizer must be one of {tuple(_OPTIMIZERS)}; got {self.optimizer!r}.")
         if not (self.lr_schedule is None
                 or (isinstance(self.lr_schedule, str) and self.lr_schedule in _LR_SCHEDULES)):
-            raise ValueError(f"lr_schedule must be one of {_LR_SCHEDULES}; got {self.lr_schedule!r}.")
+            raise ValueError(
+                f"lr_schedule must be one of {_LR_SCHEDULES}; got {self.lr_schedule!r}.")
         if self.lr_schedule is not None and isinstance(self.callbacks, str):
             raise ValueError(
                 f"lr_schedule={self.lr_schedule!r} adds a callback, but callbacks="
@@ -541,8 +542,8 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         ``max_epochs``, ``batch_size``, ``callbacks``, ``train_split``, ``verbose``,
         ``weight_decay``, ``device``, ``optimizer`` (a new optimizer),
         ``lr_schedule``, ``augment``) on the fitted network, the distillation
-        weights and ``label_smoothing`` on a new criterion; one that defines the network (channels, loss, text, ...)
-        starts a new network, with a warning.
+        weights and ``label_smoothing`` on a new criterion; one that defines the
+        network (channels, loss, text, ...) starts a new network, with a warning.
     verbose : int, default=0
         skorch's per-epoch table when >= 1.
     device : str, default="cpu"
