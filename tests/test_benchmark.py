@@ -33,9 +33,10 @@ def test_select_methods_names_every_method_when_nothing_matches():
 def test_idtrees_benchmark_scores_pixels_and_crowns_out_of_fold(tmp_path, monkeypatch):
     from sklearn_mmlgnet.datasets import load_idtrees
 
-    # One site keeps the test short; the runner is the same for both.
+    # One site and a two-value grid keep the test short; the runner is the same.
     data = load_idtrees(SHARED_DATA, sites=("OSBS",), patch_size=3)
     monkeypatch.setattr(benchmark, "load_dataset", lambda *a, **k: data)
+    monkeypatch.setattr(benchmark.baselines, "KNN_GRID", {"n_neighbors": (1, 9)})
     out = tmp_path / "bench"
     run = BenchmarkRun("idtrees", out, seeds=1, data_home=SHARED_DATA, patch_size=3, maps=False,
                        methods=["KNN (tuned)"], log=lambda msg: None)
