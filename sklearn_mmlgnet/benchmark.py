@@ -33,7 +33,7 @@ from sklearn.pipeline import make_pipeline
 from . import baselines
 from ._estimator import MMLGNetClassifier, SDHSIClassifier
 from ._io import write_text
-from .metrics import crown_scores, evaluate
+from .metrics import aggregate_by_group, crown_scores, evaluate
 from .patches import iter_scene_patches, labelled_patches, predict_scene
 from .plotting import plot_classification_map
 from .preprocessing import BandStandardScaler, SpectralPCA
@@ -265,13 +265,15 @@ def _is_plain_svc(est):
     return type(last).__name__ == "SVC" and not getattr(last, "probability", False)
 
 
-def _crown_means(X, crown_id):
-    """Mean centre-pixel spectrum (all bands) of every crown; rows follow ``np.unique(crown_id)``."""
-    crowns, inverse = np.unique(crown_id, return_inverse=True)
+def _crown_means(X, idx, crown_id):
+    """Mean centre-pixel spectrum (all bands) of the crowns of pixels ``idx``.
+
+    Returns the crowns' means and, for every pixel of ``idx``, the row of its crown.
+    Only the centre pixels are read, never a copy of the patches.
+    """
     c = X.shape[-1] // 2
-    sums = np.zeros((len(crowns), X.shape[1]))
-    np.add.at(sums, inverse, X[:, :, c, c])
-    return crowns, sums / np.bincount(inverse)[:, None], inverse
+    crowns, means = aggregate_by_group(X[idx, :, c, c], crown_id[idx])
+    return means, np.searchsorted(crowns, crown_id[idx])
 
 
 class BenchmarkRun:
@@ -509,14 +511,14 @@ class BenchmarkRun:
         """Fit one row on fold ``tr`` and return (estimator, fit s, (proba of te, predict s))."""
         inner = baselines.inner_cv(grouped=True, random_state=seed)
         if method.features == "crown_mean":
-            _, Xc, inv = _crown_means(data.X[tr], data.crown_id[tr])
+            Xc, inv = _crown_means(data.X, tr, data.crown_id)
             yc = np.zeros(len(Xc), data.y.dtype)
             yc[inv] = data.y[tr]  # every pixel of a crown carries the crown's label
             gc = np.zeros(len(Xc), data.plot_group.dtype)
             gc[inv] = data.plot_group[tr]
             est, fit_s = self._fit(method, seed, n_lidar, Xc, yc, inner, groups=gc)
             t0 = time.perf_counter()
-            _, Xt, inv_te = _crown_means(data.X[te], data.crown_id[te])
+            Xt, inv_te = _crown_means(data.X, te, data.crown_id)
             proba = _proba_columns(est, Xt, classes)[inv_te]  # each pixel gets its crown's
             return est, fit_s, (proba, time.perf_counter() - t0)
         Xtr = _select_bands(data.X[tr], method.bands, n_hsi)
