@@ -40,16 +40,26 @@ from sklearn_mmlgnet.model_selection import SpatialBlockKFold
 from sklearn_mmlgnet.patches import labelled_patches
 
 PATCH = 11
+IDTREES_PATCH = 7  # the benchmark's IDTReeS patch (DEFAULT_PATCH_SIZE)
 
-#: One lever changed at a time from the estimator's defaults (row name -> parameters).
+#: The settings of the releases before these defaults (the "old recipe").
+EARLIER_DEFAULTS = dict(spectral_channels=(), optimizer="adam", weight_decay=0.0, lr_schedule=None,
+                        augment=False, label_smoothing=0.0)
+#: Today's defaults, then one lever set back to its earlier value at a time (row name ->
+#: parameters); the first row is the one every paired difference is taken from.
 MMLG_ROWS = {
-    "baseline (defaults)": {},
-    "augment=True": dict(augment=True),
-    "optimizer='adamw', weight_decay=1e-2": dict(optimizer="adamw", weight_decay=1e-2),
-    "lr_schedule='cosine'": dict(lr_schedule="cosine"),
-    "label_smoothing=0.1": dict(label_smoothing=0.1),
-    "all four": dict(augment=True, optimizer="adamw", weight_decay=1e-2, lr_schedule="cosine",
-                     label_smoothing=0.1),
+    "defaults": {},
+    "earlier defaults (all six levers off)": EARLIER_DEFAULTS,
+    "spectral_channels=() (no spectral path)": dict(spectral_channels=()),
+    "optimizer='adam', weight_decay=0": dict(optimizer="adam", weight_decay=0.0),
+    "lr_schedule=None": dict(lr_schedule=None),
+    "augment=False": dict(augment=False),
+    "label_smoothing=0": dict(label_smoothing=0.0),
+    "spectral_channels=(256, 128)": dict(spectral_channels=(256, 128)),
+    # not levers of the recipe but its scale: few hundred patches, 30 epochs
+    "lr=1e-3": dict(lr=1e-3),
+    "lr=2e-3": dict(lr=2e-3),
+    "batch_size=32": dict(batch_size=32),
 }
 SDHSI_ROWS = {
     "SDHSI, no SD": dict(self_distillation=False),
@@ -72,6 +82,21 @@ def inner_folds(data_home, seed):
     return scene, X, y, list(cv.split(X, y))
 
 
+def idtrees_inner_folds(data, seed):
+    """Seed s: the TRAINING pixels of the benchmark's plot-grouped outer fold s % 3, cut
+    into 3 plot-grouped inner folds (the outer fold's test pixels are never read)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from sklearn_mmlgnet.benchmark import IDTREES_FOLDS
+    from sklearn_mmlgnet.datasets import idtrees_splits
+
+    outer_train, _ = idtrees_splits(data, kind="plot", n_splits=IDTREES_FOLDS,
+                                    random_state=0)[seed % IDTREES_FOLDS]
+    X, y, groups = data.X[outer_train], data.y[outer_train], data.plot_group[outer_train]
+    cv = StratifiedGroupKFold(n_splits=3, shuffle=True, random_state=seed)
+    return data, X, y, list(cv.split(X, y, groups))
+
+
 def score(y_true, y_pred):
     return 100 * overall_accuracy(y_true, y_pred), 100 * average_accuracy(y_true, y_pred)
 
@@ -79,6 +104,7 @@ def score(y_true, y_pred):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-home", default="../shared/data")
+    parser.add_argument("--dataset", choices=("jasper_ridge", "idtrees"), default="jasper_ridge")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--rows", nargs="*", help="row names to run (default: all)")
@@ -90,7 +116,13 @@ def main(argv=None):
     rows = SDHSI_ROWS if args.sdhsi else MMLG_ROWS
     names = [n for n in rows if not args.rows or n in args.rows]
     results = []  # dicts: row, seed, oa, aa, seconds (per fit), heads (SDHSI)
-    data = {seed: inner_folds(args.data_home, seed) for seed in args.seeds}
+    if args.dataset == "idtrees":
+        from sklearn_mmlgnet.datasets import load_idtrees
+
+        idt = load_idtrees(args.data_home, patch_size=IDTREES_PATCH)
+        data = {seed: idtrees_inner_folds(idt, seed) for seed in args.seeds}
+    else:
+        data = {seed: inner_folds(args.data_home, seed) for seed in args.seeds}
     for seed, (scene, X, y, folds) in data.items():
         print(f"[seed {seed}] {len(y)} training px; inner folds (train / validation px): "
               + ", ".join(f"{len(tr)} / {len(va)}" for tr, va in folds), flush=True)
@@ -134,6 +166,14 @@ def main(argv=None):
                         BandStandardScaler(),
                         SpectralPCA(n_components=30, n_lidar_bands=0, random_state=seed),
                         SDHSIClassifier(max_epochs=args.epochs, random_state=seed, **rows[name]))
+            elif args.dataset == "idtrees":  # as the benchmark's MMLGNet row: PCA 30 + CHM
+                def build(scene, seed=seed, name=name):
+                    return make_pipeline(
+                        BandStandardScaler(),
+                        SpectralPCA(n_components=30, n_lidar_bands=1, random_state=seed),
+                        MMLGNetClassifier(n_lidar_bands=1, text_encoder="sentence-transformers",
+                                          class_names=scene.class_names, max_epochs=args.epochs,
+                                          random_state=seed, **rows[name]))
             else:
                 def build(scene, seed=seed, name=name):
                     return make_pipeline(BandStandardScaler(), MMLGNetClassifier(
@@ -142,10 +182,16 @@ def main(argv=None):
                         random_state=seed, **rows[name]))
             run(name, seed, build, heads=args.sdhsi)
 
-    print(f"\nJasper Ridge, inner validation: pooled out-of-fold predictions of SpatialBlockKFold("
-          f"3 folds, block 32, patch {PATCH}) over the training pixels; test split unused. "
-          f"Seeds {args.seeds}, "
-          f"{'SDHSI-Net' if args.sdhsi else 'MMLGNet'} {args.epochs} epochs\n")
+    if args.dataset == "idtrees":
+        print(f"\nIDTReeS, inner validation: seed s takes the training pixels of the benchmark's "
+              f"plot-grouped outer fold s % 3 (its test pixels unused), pooled out-of-fold "
+              f"predictions of 3 plot-grouped inner folds; patch {IDTREES_PATCH}, PCA 30 + CHM. "
+              f"Seeds {args.seeds}, MMLGNet {args.epochs} epochs\n")
+    else:
+        print(f"\nJasper Ridge, inner validation: pooled out-of-fold predictions of "
+              f"SpatialBlockKFold(3 folds, block 32, patch {PATCH}) over the training pixels; "
+              f"test split unused. Seeds {args.seeds}, "
+              f"{'SDHSI-Net' if args.sdhsi else 'MMLGNet'} {args.epochs} epochs\n")
     base = [r for r in results if r["row"] == names[0]] if names else []
     base = {r["seed"]: r for r in base}
     header = (f"| {'row':40s} | {'OA %':>14s} | {'AA %':>14s} | {'dOA (paired)':>13s} | "

@@ -35,7 +35,7 @@ from ._validation import (
     check_real,
 )
 from .augment import DihedralCollate
-from .losses import ContrastiveCriterion
+from .losses import ContrastiveCriterion, DistillationWarmup
 from .nn import _MAX_LOGIT_SCALE, MMLGNetModule, SDHSINet, TextSimilarityHead
 from .text import DEFAULT_TEMPLATES, encode_class_names, make_text_encoder
 
@@ -410,6 +410,12 @@ def _check_labels(y):
     return y
 
 
+def _is_empty(value):
+    """Whether a widths parameter asks for no layer at all (None or an empty sequence)."""
+    return value is None or (not isinstance(value, numbers.Integral) and hasattr(value, "__len__")
+                             and len(value) == 0)
+
+
 def _same_setting(a, b):
     """Whether a skorch setting is unchanged: the same object, or an equal plain value."""
     if a is b:
@@ -500,6 +506,11 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         Widths of the convolutional stages of each encoder.
     fusion_dim : int, default=256
     dropout : float, default=0.1
+    spectral_channels : tuple of int, default=(128,)
+        Widths of a spectral path: a small MLP on the centre pixel's bands (HSI and
+        LiDAR, :class:`~sklearn_mmlgnet.nn.SpectralMLP`) whose features are fused
+        next to the CNN encoders'. It gives the network the centre-pixel view a
+        classic SVM classifies with. ``()`` or ``None`` builds no spectral path.
     self_distillation : bool, default=False
         Add a head after every encoder stage but the last, taught by the final
         head (SDHSI-Net's self-distillation); inference uses the final head only.
@@ -509,26 +520,31 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         of each student (aux) head from the detached final head, its teacher.
     lr : float, default=5e-4
         Learning rate of the optimizer (its initial value with ``lr_schedule``).
-    weight_decay : float, default=0.0
-        Weight decay of the optimizer: an L2 term in the gradient for Adam,
-        decoupled decay for AdamW.
-    optimizer : {"adam", "adamw"}, default="adam"
-        :class:`torch.optim.Adam` or :class:`torch.optim.AdamW` (decoupled weight
-        decay; give ``weight_decay``, e.g. 1e-2, since it is 0 by default here).
-    lr_schedule : {None, "cosine"}, default=None
+    weight_decay : float, default=1e-2
+        Weight decay of the optimizer: decoupled decay for AdamW, an L2 term in the
+        gradient for Adam.
+    optimizer : {"adam", "adamw"}, default="adamw"
+        :class:`torch.optim.AdamW` (decoupled weight decay) or :class:`torch.optim.Adam`.
+    lr_schedule : {None, "cosine"}, default="cosine"
         ``"cosine"`` anneals the learning rate from ``lr`` to 0 over ``max_epochs``
         (torch's CosineAnnealingLR in skorch's LRScheduler callback, named
         ``"cosine_lr_schedule"``; each fit, warm started or not, anneals anew). It is
         added next to ``callbacks``, which are not modified. ``None`` keeps ``lr``.
-    augment : bool, default=False
+    augment : bool, default=True
         Train on randomly flipped / 90-degree rotated patches, one of the 8
         symmetries of the square drawn per patch and batch
         (:mod:`sklearn_mmlgnet.augment`). Training batches only: validation
         (``train_split``) and prediction see the patches as given.
-    label_smoothing : float, default=0.0
+    label_smoothing : float, default=0.1
         Label smoothing ``eps`` in [0, 1) of the cross-entropy terms: the
         image->text term of the symmetric loss, the whole loss otherwise, and the
         student heads' terms with self-distillation.
+
+        The defaults of ``spectral_channels``, ``optimizer``, ``weight_decay``,
+        ``lr_schedule``, ``augment`` and ``label_smoothing`` were chosen on inner
+        validation of the real scenes' training pixels (:doc:`/defaults`); the
+        settings of earlier releases are ``spectral_channels=(), optimizer="adam",
+        weight_decay=0, lr_schedule=None, augment=False, label_smoothing=0``.
     max_epochs : int, default=100
     batch_size : int, default=64
     train_split : callable or None, default=None
@@ -595,10 +611,10 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
                  prompt_templates=None, text_encoder="open_clip", clip_model="ViT-B-32",
                  clip_pretrained="openai", text_model=None, text_embeddings=None,
                  cache_dir=None, hsi_channels=(64, 128), lidar_channels=(32, 64),
-                 fusion_dim=256, dropout=0.1, self_distillation=False,
+                 fusion_dim=256, dropout=0.1, spectral_channels=(128,), self_distillation=False,
                  distill_temperature=5.0, distill_weight=0.1, aux_ce_weight=0.8,
-                 lr=5e-4, weight_decay=0.0, optimizer="adam", lr_schedule=None, augment=False,
-                 label_smoothing=0.0, max_epochs=100, batch_size=64,
+                 lr=5e-4, weight_decay=1e-2, optimizer="adamw", lr_schedule="cosine",
+                 augment=True, label_smoothing=0.1, max_epochs=100, batch_size=64,
                  train_split=None, callbacks=None, warm_start=False, verbose=0,
                  device="cpu", random_state=None):
         self.n_lidar_bands = n_lidar_bands
@@ -618,6 +634,7 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         self.lidar_channels = lidar_channels
         self.fusion_dim = fusion_dim
         self.dropout = dropout
+        self.spectral_channels = spectral_channels
         self.self_distillation = self_distillation
         self.distill_temperature = distill_temperature
         self.distill_weight = distill_weight
@@ -683,6 +700,8 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         n_hsi, n_lidar = check_band_split(X.shape[1], self.n_lidar_bands)
         hsi_channels = check_channels(self.hsi_channels, "hsi_channels")
         lidar_channels = check_channels(self.lidar_channels, "lidar_channels")
+        spectral_channels = (() if _is_empty(self.spectral_channels)
+                             else check_channels(self.spectral_channels, "spectral_channels"))
         check_positive_int(self.fusion_dim, "fusion_dim")
         # Names matter only when a text encoder writes them into prompts.
         needs_names = self.loss != "cross_entropy" and self.text_embeddings is None
@@ -698,7 +717,8 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
             fusion_dim=int(self.fusion_dim), temperature=float(self.temperature),
             learn_temperature=bool(self.learn_temperature),
             head="linear" if self.loss == "cross_entropy" else "text",
-            aux_heads=bool(self.self_distillation), dropout=float(self.dropout))
+            aux_heads=bool(self.self_distillation), dropout=float(self.dropout),
+            spectral_channels=spectral_channels)
         attributes = dict(n_hsi_bands_=n_hsi, class_names_=class_names,
                           text_embeddings_=embeddings, text_encoder_info_=encoder_info)
         return MMLGNetModule, module_kwargs, self._criterion_kwargs(self.loss), attributes
@@ -770,7 +790,9 @@ class SDHSIClassifier(_SkorchPatchClassifier):
 
     def __init__(self, patch_size=None, conv3d_channels=(8, 16, 32), spectral_kernels=(7, 5, 3),
                  conv2d_channels=64, hidden=256, dropout=0.4, self_distillation=True,
-                 distill_temperature=5.0, distill_weight=0.1, aux_ce_weight=0.8, lr=1e-3,
+                 distill_temperature=5.0, distill_weight=0.1, aux_ce_weight=0.8,
+                 student_reduction="sum", distill_warmup=0.0, student_stages=None,
+                 student_hidden=0, lr=1e-3,
                  weight_decay=0.0, optimizer="adam", lr_schedule=None, augment=False,
                  label_smoothing=0.0, max_epochs=50, batch_size=64, train_split=None,
                  callbacks=None, warm_start=False, verbose=0, device="cpu", random_state=None):
@@ -784,6 +806,10 @@ class SDHSIClassifier(_SkorchPatchClassifier):
         self.distill_temperature = distill_temperature
         self.distill_weight = distill_weight
         self.aux_ce_weight = aux_ce_weight
+        self.student_reduction = student_reduction
+        self.distill_warmup = distill_warmup
+        self.student_stages = student_stages
+        self.student_hidden = student_hidden
         self.lr = lr
         self.weight_decay = weight_decay
         self.optimizer = optimizer
@@ -811,5 +837,61 @@ class SDHSIClassifier(_SkorchPatchClassifier):
             spectral_kernels=kernels,
             conv2d_channels=check_positive_int(self.conv2d_channels, "conv2d_channels"),
             hidden=check_positive_int(self.hidden, "hidden"), dropout=float(self.dropout),
-            aux_heads=bool(self.self_distillation))
+            aux_heads=bool(self.self_distillation), student_stages=self._student_stages(conv3d),
+            student_hidden=check_positive_int(self.student_hidden, "student_hidden", minimum=0))
         return SDHSINet, module_kwargs, self._criterion_kwargs("cross_entropy"), {}
+
+    def _student_stages(self, conv3d):
+        """The stages (1 = first 3-D stage, ..., the 2-D stage last) that get a student."""
+        n_stages = len(conv3d) + 1
+        if self.student_stages is None:
+            return tuple(range(1, n_stages + 1))
+        stages = self.student_stages
+        if isinstance(stages, numbers.Integral) and not isinstance(stages, bool):
+            stages = (stages,)
+        try:
+            stages = tuple(stages)
+        except TypeError:
+            stages = None
+        if (not stages or any(isinstance(k, bool) or not isinstance(k, numbers.Integral)
+                              or not 1 <= k <= n_stages for k in stages)
+                or len(set(stages)) != len(stages)):
+            raise ValueError(
+                f"student_stages must be None or distinct stage numbers in 1..{n_stages} "
+                f"({len(conv3d)} 3-D stages, then the 2-D one); got {self.student_stages!r}.")
+        return tuple(sorted(int(k) for k in stages))
+
+    def _check_params(self):
+        super()._check_params()
+        if not (isinstance(self.student_reduction, str)
+                and self.student_reduction in ("sum", "mean")):
+            raise ValueError(f"student_reduction must be 'sum' or 'mean'; "
+                             f"got {self.student_reduction!r}.")
+        check_real(self.distill_warmup, "distill_warmup", low=0, high=1, high_inclusive=True)
+        check_positive_int(self.student_hidden, "student_hidden", minimum=0)
+
+    def _criterion_kwargs(self, loss):
+        return dict(super()._criterion_kwargs(loss), student_reduction=self.student_reduction)
+
+    def _net_callbacks(self):
+        callbacks = super()._net_callbacks()
+        if not (self.self_distillation and self.distill_warmup > 0):
+            return callbacks
+        if isinstance(callbacks, str):
+            raise ValueError(f"distill_warmup={self.distill_warmup!r} adds a callback, but "
+                             f"callbacks={callbacks!r}; give callbacks=None or a list.")
+        return [*(callbacks or []), ("distill_warmup", DistillationWarmup(self.distill_warmup))]
+
+    def head_scores(self, X, y):
+        """Accuracy of every classifier head on ``(X, y)``.
+
+        As :meth:`MMLGNetClassifier.head_scores`; a student is named by the stage it
+        reads (``"stage_k"``, the 2-D stage last), so with ``student_stages=(3, 4)``
+        the keys are ``"stage_3"``, ``"stage_4"`` and ``"final"``.
+        """
+        scores = super().head_scores(X, y)
+        if len(scores) == 1:
+            return scores
+        stages = self.net_.module_.student_stages
+        return {**{f"stage_{k}": scores[f"stage_{i + 1}"] for i, k in enumerate(stages)},
+                "final": scores["final"]}

@@ -140,8 +140,10 @@ def check_channels(value, name):
     if isinstance(value, numbers.Integral):
         value = (value,)
     try:
+        if isinstance(value, (str, bytes)):
+            raise TypeError
         value = tuple(int(v) for v in value)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be a sequence of positive ints; got {value!r}.") from exc
     if not value or any(v < 1 for v in value):
         raise ValueError(f"{name} must be a non-empty sequence of positive ints; got {value!r}.")

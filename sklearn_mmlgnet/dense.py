@@ -195,6 +195,8 @@ def _floats_per_pixel(module, n_channels):
     for enc in (module.hsi, module.lidar):
         if enc is not None:
             total += sum(2 * s[0].out_channels for s in enc.stages) + 2 * enc.out_features
+    if getattr(module, "spectral", None) is not None:
+        total += module.spectral.out_features
     return total
 
 
@@ -317,6 +319,11 @@ def _mmlgnet_logits(module, fused, x, P):
             xe = stage(xe)
         parts += _box_and_centre(xe, P - 2 * len(enc.stages))  # as MMLGNetModule.forward
         del xe
+    if module.spectral is not None:  # per pixel: the centre pixel of its patch is itself
+        h = P // 2
+        pixels = x[0, :, h:x.shape[2] - h, h:x.shape[3] - h].permute(1, 2, 0).reshape(-1, x.shape[1])
+        parts.append(torch.cat([module.spectral(pixels[i:i + _HEAD_CHUNK])
+                                for i in range(0, len(pixels), _HEAD_CHUNK)]))
     fusion = module.fusion
     head = fused["head"]
     return _head_on_parts(fusion[0], lambda z: head(fusion[1:](z)), parts)

@@ -89,6 +89,40 @@ class ConvEncoder(nn.Module):
         return pooled
 
 
+class SpectralMLP(nn.Module):
+    """The centre pixel's spectrum through (linear, batch norm, ReLU) stages.
+
+    The label belongs to the centre pixel, and a centre-pixel classifier (an SVM
+    on its spectrum) is a strong baseline on small labelled sets: this path gives
+    the network that same view, unblurred by convolutions trained on few patches.
+    It reads every band (HSI and LiDAR) of the centre pixel only, so on a scene it
+    is a 1 x 1 convolution (see :mod:`sklearn_mmlgnet.dense`).
+
+    Examples
+    --------
+    >>> import torch
+    >>> SpectralMLP(5, (16, 8))(torch.zeros(2, 5, 7, 7)).shape
+    torch.Size([2, 8])
+    """
+
+    def __init__(self, in_features, channels):
+        super().__init__()
+        layers, prev = [], in_features
+        for width in channels:
+            layers += [nn.Linear(prev, width, bias=False), nn.BatchNorm1d(width),
+                       nn.ReLU(inplace=True)]
+            prev = width
+        self.mlp = nn.Sequential(*layers)
+        self.out_features = prev
+
+    def forward(self, x):
+        """``x``: patches (n, C, P, P), read at their centre pixel, or pixels (n, C)."""
+        if x.dim() == 4:
+            c = x.shape[-1] // 2
+            x = x[:, :, c, c]
+        return self.mlp(x)
+
+
 class TextSimilarityHead(nn.Module):
     """Project features to the text space and score them against class embeddings.
 
@@ -135,18 +169,25 @@ class MMLGNetModule(nn.Module):
         Add a head after each encoder stage but the last (for self-distillation).
     dropout : float
         Dropout before the projection.
+    spectral_channels : tuple of int
+        Widths of the :class:`SpectralMLP` on the centre pixel's bands (HSI and
+        LiDAR), fused next to the CNN features; ``()`` builds no spectral path.
     """
 
     def __init__(self, n_hsi_bands, n_lidar_bands, text_embeddings, hsi_channels=(64, 128),
                  lidar_channels=(32, 64), fusion_dim=256, temperature=0.07,
-                 learn_temperature=False, head="text", aux_heads=False, dropout=0.1):
+                 learn_temperature=False, head="text", aux_heads=False, dropout=0.1,
+                 spectral_channels=()):
         super().__init__()
         self.n_hsi_bands = n_hsi_bands
         self.hsi = ConvEncoder(n_hsi_bands, hsi_channels)
         self.lidar = ConvEncoder(n_lidar_bands, lidar_channels) if n_lidar_bands else None
         # Smallest patch side for which dense (full-scene) prediction is exact.
         self.receptive_field = max(e.receptive_field for e in (self.hsi, self.lidar) if e)
-        fused_in = self.hsi.out_features + (self.lidar.out_features if self.lidar else 0)
+        self.spectral = (SpectralMLP(n_hsi_bands + n_lidar_bands, spectral_channels)
+                         if spectral_channels else None)
+        fused_in = (self.hsi.out_features + (self.lidar.out_features if self.lidar else 0)
+                    + (self.spectral.out_features if self.spectral else 0))
         self.fusion = nn.Sequential(
             nn.Linear(fused_in, fusion_dim), nn.ReLU(inplace=True), nn.Dropout(dropout))
         self.logit_scale = nn.Parameter(
@@ -171,7 +212,8 @@ class MMLGNetModule(nn.Module):
     def forward(self, X, return_aux=False):
         feats_h = self.hsi(X[:, : self.n_hsi_bands])
         feats_l = self.lidar(X[:, self.n_hsi_bands:]) if self.lidar is not None else []
-        fused = torch.cat([feats_h[-1]] + feats_l[-1:], dim=1)
+        spectral = [self.spectral(X)] if self.spectral is not None else []
+        fused = torch.cat([feats_h[-1]] + feats_l[-1:] + spectral, dim=1)
         logits = self.head(self.fusion(fused))
         if not (self.aux and (self.training or return_aux)):
             return logits
@@ -186,8 +228,14 @@ class SDHSINet(nn.Module):
     """HybridSN-like spectral-spatial CNN with auxiliary heads (SDHSI-Net).
 
     3-D convolutions over (band, row, col), then a 2-D convolution over the stacked
-    spectral feature maps, then a fully connected head. A linear head reads the pooled
-    output of every convolutional stage; they are the students of self-distillation.
+    spectral feature maps, then a fully connected head. A student head reads the pooled
+    output of every convolutional stage (or of the ``student_stages``); they are the
+    students of self-distillation. A linear student reads a 3-D stage averaged over its
+    spectral axis; with ``student_hidden > 0`` each student has a bottleneck of its own
+    (as in "Be Your Own Teacher", Zhang et al. 2019): it reads the stage's whole
+    (channel x band) map, pooled, through a hidden layer, so the shared stage is not
+    pushed to make its features linearly separable. Students exist only while training
+    and for :meth:`~sklearn_mmlgnet.SDHSIClassifier.head_scores`.
     The convolutions are valid in space (no zero padding), as in
     :class:`ConvEncoder`, so dense full-scene prediction is exact for patches of at
     least :attr:`receptive_field` pixels (``2 * (n_3d_stages + 1) + 1``, 9 by default).
@@ -201,15 +249,17 @@ class SDHSINet(nn.Module):
     """
 
     def __init__(self, n_bands, n_classes, conv3d_channels=(8, 16, 32), spectral_kernels=(7, 5, 3),
-                 conv2d_channels=64, hidden=256, dropout=0.4, aux_heads=True):
+                 conv2d_channels=64, hidden=256, dropout=0.4, aux_heads=True,
+                 student_stages=None, student_hidden=0):
         super().__init__()
-        stages3d, prev, depth = [], 1, n_bands
+        stages3d, prev, depth, depths = [], 1, n_bands, []
         for width, k in zip(conv3d_channels, spectral_kernels):
             k = max(1, min(k, depth))  # few bands: shrink the spectral kernel, never fail
             stages3d.append(nn.Sequential(
                 nn.Conv3d(prev, width, kernel_size=(k, 3, 3), padding=0, bias=False),
                 nn.BatchNorm3d(width), nn.ReLU(inplace=True)))
             prev, depth = width, depth - k + 1
+            depths.append(depth)
         self.stages3d = nn.ModuleList(stages3d)
         self.conv2d = nn.Sequential(
             nn.Conv2d(prev * depth, conv2d_channels, kernel_size=3, padding=0, bias=False),
@@ -219,19 +269,41 @@ class SDHSINet(nn.Module):
         self.fc = nn.Sequential(nn.Linear(2 * conv2d_channels, hidden), nn.ReLU(inplace=True),
                                 nn.Dropout(dropout), nn.Linear(hidden, n_classes))
         # Student heads exist only for self-distillation (aux_heads=False: none built or run).
+        n_stages = len(stages3d) + 1
+        self.student_stages = (tuple(range(1, n_stages + 1)) if student_stages is None
+                               else tuple(int(k) for k in student_stages))
+        if not all(1 <= k <= n_stages for k in self.student_stages):
+            raise ValueError(f"student_stages must be stage numbers in 1..{n_stages}; "
+                             f"got {student_stages!r}.")
+        self.student_hidden = int(student_hidden)
+        # Features a student of each stage reads: spectral mean (linear students) or the
+        # whole flattened (channel x band) map (bottleneck students), mean and centre.
+        widths = [w * (d if self.student_hidden else 1)
+                  for w, d in zip(conv3d_channels, depths)] + [conv2d_channels]
         self.aux = nn.ModuleList(
-            [nn.Linear(2 * w, n_classes) for w in conv3d_channels[: len(stages3d)]]
-            + [nn.Linear(2 * conv2d_channels, n_classes)] if aux_heads else [])
+            [self._student(2 * widths[k - 1], n_classes) for k in self.student_stages]
+            if aux_heads else [])
+
+    def _student(self, in_features, n_classes):
+        if not self.student_hidden:
+            return nn.Linear(in_features, n_classes)
+        return nn.Sequential(nn.Linear(in_features, self.student_hidden),
+                             nn.BatchNorm1d(self.student_hidden), nn.ReLU(inplace=True),
+                             nn.Linear(self.student_hidden, n_classes))
 
     def forward(self, X, return_aux=False):
         x = _pad_to_receptive_field(X, self.receptive_field).unsqueeze(1)
-        pooled = []
-        for stage in self.stages3d:
+        students = bool(self.aux) and (self.training or return_aux)
+        pooled = {}
+        for k, stage in enumerate(self.stages3d, start=1):
             x = stage(x)
-            pooled.append(_pool(x.mean(dim=2)))  # average over the spectral axis first
+            if students and k in self.student_stages:
+                # linear students: average over the spectral axis first
+                pooled[k] = _pool(x.flatten(1, 2) if self.student_hidden else x.mean(dim=2))
         x = self.conv2d(x.flatten(1, 2))
-        pooled.append(_pool(x))
-        logits = self.fc(pooled[-1])
-        if not (self.aux and (self.training or return_aux)):
+        feats = _pool(x)
+        logits = self.fc(feats)
+        if not students:
             return logits
-        return logits, [head(p) for head, p in zip(self.aux, pooled)]
+        pooled[len(self.stages3d) + 1] = feats
+        return logits, [head(pooled[k]) for head, k in zip(self.aux, self.student_stages)]

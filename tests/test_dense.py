@@ -58,6 +58,9 @@ MODELS = {
     "hsi+lidar, self-distillation, 3 vs 1 stages": lambda: MMLGNetClassifier(
         **dict(TINY, hsi_channels=(4, 6, 8), lidar_channels=(3,), self_distillation=True)),
     "hsi only": lambda: MMLGNetClassifier(n_lidar_bands=0, **TINY),
+    "hsi+lidar, no spectral path": lambda: MMLGNetClassifier(spectral_channels=(), **TINY),
+    "hsi+lidar, two-stage spectral path": lambda: MMLGNetClassifier(
+        **dict(TINY, spectral_channels=(6, 5))),
     "sdhsi": lambda: SDHSIClassifier(**SD_TINY),
     "sdhsi without self-distillation": lambda: SDHSIClassifier(self_distillation=False, **SD_TINY),
 }

@@ -10,6 +10,7 @@ import joblib
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
@@ -329,7 +330,9 @@ def _warm_refit(X, y, **changed):
 def test_warm_start_applies_a_changed_lr_and_weight_decay(tiny_problem):
     clf = _warm_refit(*tiny_problem, lr=1e-4, weight_decay=0.03)
     group = clf.net_.optimizer_.param_groups[0]
-    assert group["lr"] == 1e-4 and group["weight_decay"] == 0.03
+    # The default cosine schedule anneals each fit from the new lr (recorded per epoch).
+    assert clf.history_[-1, "event_lr"] == 1e-4 and group["weight_decay"] == 0.03
+    assert group["initial_lr"] == 1e-4
     assert len(clf.history_) == 2
 
 
@@ -412,9 +415,13 @@ def test_a_fixed_temperature_below_clips_bound_is_used_as_given():
     clf = fast_clf(temperature=0.005, max_epochs=2).fit(X, y)
     assert clf.temperature_ == pytest.approx(0.005, rel=1e-6)
     module = clf.net_.module_.eval()
+    projected = []
+    module.head.proj.register_forward_hook(lambda mod, inp, out: projected.append(out))
     with torch.no_grad():
         logits = module(torch.as_tensor(X))
-    assert float(logits.abs().max()) > 100  # cosines scaled by 200, not by CLIP's cap of 100
+    cosines = F.normalize(projected[0], dim=1) @ F.normalize(module.head.text, dim=1).t()
+    # cosines scaled by 200, not by CLIP's cap of 100
+    torch.testing.assert_close(logits, 200 * cosines, rtol=1e-5, atol=1e-4)
 
 
 def test_a_learnt_temperature_below_clips_bound_is_rejected():

@@ -1,4 +1,4 @@
-"""Training-recipe levers: augmentation, AdamW, cosine schedule, label smoothing."""
+"""Training-recipe levers: spectral path, augmentation, AdamW, cosine schedule, label smoothing."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from skorch.dataset import ValidSplit
 from sklearn_mmlgnet import MMLGNetClassifier, SDHSIClassifier
 from sklearn_mmlgnet.augment import N_SYMMETRIES, DihedralCollate, dihedral, random_dihedral
 from sklearn_mmlgnet.losses import ContrastiveCriterion, self_distillation_loss
+from sklearn_mmlgnet.nn import MMLGNetModule, SpectralMLP
 
 from .conftest import make_patches
 
@@ -124,13 +125,14 @@ def test_predict_with_augment_is_that_of_the_same_weights_without(problem, make)
 
 
 # ------------------------------------------------------------------- optimizer, schedule
-def test_adamw_is_the_optimizer_when_asked(problem):
+def test_adamw_is_the_default_optimizer_and_adam_is_used_when_asked(problem):
     X, y = problem
-    clf = MMLGNetClassifier(max_epochs=1, optimizer="adamw", weight_decay=1e-2, **TINY).fit(X, y)
-    assert type(clf.net_.optimizer_) is torch.optim.AdamW
-    assert clf.net_.optimizer_.param_groups[0]["weight_decay"] == 1e-2
     default = MMLGNetClassifier(max_epochs=1, **TINY).fit(X, y)
-    assert type(default.net_.optimizer_) is torch.optim.Adam
+    assert type(default.net_.optimizer_) is torch.optim.AdamW
+    assert default.net_.optimizer_.param_groups[0]["weight_decay"] == 1e-2
+    clf = MMLGNetClassifier(max_epochs=1, optimizer="adam", weight_decay=0.0, **TINY).fit(X, y)
+    assert type(clf.net_.optimizer_) is torch.optim.Adam
+    assert clf.net_.optimizer_.param_groups[0]["weight_decay"] == 0.0
 
 
 def test_cosine_schedule_anneals_lr_to_zero_over_max_epochs(problem):
@@ -155,9 +157,11 @@ def test_cosine_schedule_anneals_lr_to_zero_over_max_epochs(problem):
     assert "event_lr" not in clf.history_[-1]
 
 
-def test_no_schedule_by_default(problem):
+def test_cosine_by_default_and_a_constant_lr_without_schedule(problem):
     X, y = problem
-    clf = MMLGNetClassifier(max_epochs=2, **TINY).fit(X, y)
+    default = MMLGNetClassifier(max_epochs=2, **TINY).fit(X, y)
+    np.testing.assert_allclose(default.history_[:, "event_lr"], [TINY["lr"], TINY["lr"] / 2])
+    clf = MMLGNetClassifier(max_epochs=2, lr_schedule=None, **TINY).fit(X, y)
     assert "event_lr" not in clf.history_[-1]
     assert clf.net_.optimizer_.param_groups[0]["lr"] == TINY["lr"]
     assert clf.net_.callbacks is None
@@ -242,3 +246,58 @@ def test_a_model_with_every_lever_pickles_and_goes_on_training(problem):
     copy.set_params(warm_start=True)
     copy.fit(X, y)
     np.testing.assert_allclose(copy.history_[:, "event_lr"], [TINY["lr"], TINY["lr"] / 2] * 2)
+
+
+# ------------------------------------------------------------------- spectral path
+def test_spectral_path_reads_the_centre_pixel_only():
+    torch.manual_seed(0)
+    path = SpectralMLP(6, (8, 4)).eval()
+    x = torch.randn(5, 6, 7, 7)
+    out = path(x)
+    context = x.clone()
+    context[:, :, 0] += 10.0  # every pixel but the centre's row, ...
+    context[:, :, :, 2] -= 3.0  # ... and column, changed
+    torch.testing.assert_close(path(context), out)
+    centre = x.clone()
+    centre[:, 2, 3, 3] += 1.0
+    assert not torch.allclose(path(centre), out)
+    torch.testing.assert_close(path(x[:, :, 3, 3]), out)  # pixels (n, C) read as themselves
+
+
+def test_the_spectral_path_is_fused_next_to_the_encoders(problem):
+    X, y = problem  # 6 HSI + 1 LiDAR band
+    clf = MMLGNetClassifier(max_epochs=1, **TINY).fit(X, y)
+    module = clf.net_.module_
+    assert isinstance(module.spectral, SpectralMLP)
+    assert module.spectral.mlp[0].in_features == X.shape[1]  # HSI and LiDAR bands
+    assert module.spectral.out_features == 128  # the default spectral_channels=(128,)
+    # the fusion layer reads both encoders' pooled features and the spectral path's
+    assert module.fusion[0].in_features == module.hsi.out_features + module.lidar.out_features + 128
+
+
+@pytest.mark.parametrize("off", [(), None])
+def test_no_spectral_path_when_asked(problem, off):
+    X, y = problem
+    clf = MMLGNetClassifier(max_epochs=1, spectral_channels=off, **TINY).fit(X, y)
+    module = clf.net_.module_
+    assert module.spectral is None
+    assert module.fusion[0].in_features == module.hsi.out_features + module.lidar.out_features
+
+
+def test_spectral_path_changes_predictions_when_context_is_unchanged():
+    """A module whose CNN sees identical context everywhere still tells centre pixels apart."""
+    torch.manual_seed(0)
+    module = MMLGNetModule(3, 0, torch.eye(2, 4), hsi_channels=(4,), fusion_dim=8,
+                           spectral_channels=(4,)).eval()
+    x = torch.zeros(2, 3, 5, 5)
+    x[1, :, 2, 2] = 5.0  # only the centre pixel differs, and it is also in the CNN's view
+    without = MMLGNetModule(3, 0, torch.eye(2, 4), hsi_channels=(4,), fusion_dim=8).eval()
+    assert not torch.allclose(module(x)[0], module(x)[1])
+    assert module.fusion[0].in_features == without.fusion[0].in_features + 4
+
+
+@pytest.mark.parametrize("bad", [(0,), (8, -1), "wide", 2.5])
+def test_bad_spectral_channels_are_named(problem, bad):
+    X, y = problem
+    with pytest.raises(ValueError, match="spectral_channels"):
+        MMLGNetClassifier(max_epochs=1, spectral_channels=bad, **TINY).fit(X, y)
