@@ -122,3 +122,72 @@ def test_sdhsi_without_self_distillation_has_no_student_heads():
     assert list(clf.head_scores(X, y)) == ["final"]
     with_sd = SDHSIClassifier(**dict(SD_FAST, max_epochs=1)).fit(X, y)
     assert len(with_sd.net_.module_.aux) == 3
+
+
+# ---------------------------------------------------------------- loss scale, warm-up, students
+def test_averaged_student_terms_weigh_as_one_student_whatever_their_number():
+    from sklearn_mmlgnet.losses import self_distillation_loss
+
+    torch.manual_seed(0)
+    final, y = torch.randn(8, 3), torch.randint(0, 3, (8,))
+    student = torch.randn(8, 3)
+    one = self_distillation_loss(final, [student], y)
+    four = [student] * 4
+    assert float(self_distillation_loss(final, four, y, reduction="mean")) == pytest.approx(float(one))
+    assert float(self_distillation_loss(final, four, y)) == pytest.approx(4 * float(one))  # "sum"
+    with pytest.raises(ValueError, match="reduction must be 'sum' or 'mean'; got 'max'"):
+        self_distillation_loss(final, four, y, reduction="max")
+
+
+def test_distill_warmup_ramps_the_student_terms_from_zero():
+    from skorch.callbacks import Callback
+
+    class Record(Callback):
+        def initialize(self):
+            self.scales = []
+            return self
+
+        def on_batch_end(self, net, **kwargs):
+            self.scales.append(net.criterion_.student_scale)
+
+    X, y = make_patches(n_hsi=12, n_lidar=0, n_per_class=10)
+    kw = dict(SD_FAST, max_epochs=4, batch_size=64)  # one batch per epoch
+    record = Record()
+    warm = SDHSIClassifier(distill_warmup=0.5, callbacks=[record], **kw).fit(X, y)
+    assert record.scales == [0.0, 0.5, 1.0, 1.0]  # ramp over 0.5 * 4 epochs
+    assert warm.net_.criterion_.student_scale == 1.0  # the full loss again after fit
+    # epoch 0 trains with the students' terms off: as students given no loss at all
+    off = SDHSIClassifier(aux_ce_weight=0.0, distill_weight=0.0, **kw).fit(X, y)
+    assert warm.history_[0, "train_loss"] == pytest.approx(off.history_[0, "train_loss"], rel=1e-6)
+    assert warm.history_[1, "train_loss"] != pytest.approx(off.history_[1, "train_loss"], rel=1e-3)
+    # the student heads exist either way; without warm-up no callback is added
+    plain = SDHSIClassifier(**dict(kw, max_epochs=1)).fit(X, y)
+    assert "distill_warmup" not in dict(plain.net_.callbacks_)
+
+
+def test_bottleneck_students_on_chosen_stages():
+    net = SDHSINet(n_bands=12, n_classes=3, conv3d_channels=(4, 8), spectral_kernels=(3, 3),
+                   conv2d_channels=16, student_stages=(2, 3), student_hidden=8).train()
+    # stage 2 (8 channels x 8 bands left) read whole, mean and centre; the 2-D stage as is
+    assert [head[0].in_features for head in net.aux] == [2 * 8 * 8, 2 * 16]
+    assert all(head[-1].out_features == 3 for head in net.aux)
+    final, aux = net(torch.randn(5, 12, 7, 7))
+    assert final.shape == (5, 3) and [a.shape for a in aux] == [(5, 3), (5, 3)]
+    X, y = make_patches(n_hsi=12, n_lidar=0, n_per_class=10)
+    clf = SDHSIClassifier(student_stages=(3, 2), student_hidden=8, **dict(SD_FAST, max_epochs=2))
+    clf.fit(X, y)
+    assert list(clf.head_scores(X, y)) == ["stage_2", "stage_3", "final"]  # named by stage
+
+
+@pytest.mark.parametrize("name, value, match", [
+    ("student_reduction", "avg", "student_reduction must be 'sum' or 'mean'; got 'avg'"),
+    ("distill_warmup", 1.5, "distill_warmup must be a finite float"),
+    ("student_hidden", -1, "student_hidden must be an int >= 0; got -1"),
+    ("student_stages", (0, 3), r"student_stages must be None or distinct stage numbers in 1\.\.3"),
+    ("student_stages", (3, 3), "student_stages must be None or distinct"),
+    ("student_stages", (), "student_stages must be None or distinct"),
+])
+def test_student_parameters_are_validated_by_name(name, value, match):
+    X, y = make_patches(n_per_class=5, n_hsi=12, n_lidar=0)
+    with pytest.raises(ValueError, match=match):
+        SDHSIClassifier(**{name: value}, **dict(SD_FAST, max_epochs=1)).fit(X, y)

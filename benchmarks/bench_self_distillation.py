@@ -1,0 +1,237 @@
+"""SDHSI-Net self-distillation and speed levers on inner validation of Jasper Ridge's training pixels.
+
+The test split is never read. The protocol is bench_recipe.py's ``--sdhsi`` mode: for
+each seed the scene's TRAINING pixels are split by spatial blocks (SpatialBlockKFold,
+3 folds of 32 x 32 blocks, a buffer so no inner-training patch overlaps an
+inner-validation pixel); every training pixel is predicted once, by the model of the
+fold that held it out, and OA / AA are taken over these pooled out-of-fold predictions.
+Each row fits ``BandStandardScaler -> SpectralPCA(n) -> SDHSIClassifier(max_epochs=30,
+...)`` with the row's parameters. Prints OA / AA (%) mean +/- std over seeds, the paired
+difference from the first row on the same seed (mean +/- std over seeds), seconds per
+fit (mean over folds and seeds, one thread), and each head's pooled out-of-fold OA
+(``head_scores``; a class the fold never trained on counts as missed).
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_self_distillation.py --seeds 0 1 2
+    OMP_NUM_THREADS=1 python benchmarks/bench_self_distillation.py --rows "no SD" "SD, defaults"
+
+``--list`` prints the row names. Rows name only what they change from today's
+``SDHSIClassifier()`` defaults, except ``self_distillation``, which every row sets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+from sklearn.pipeline import make_pipeline
+
+from sklearn_mmlgnet import BandStandardScaler, SDHSIClassifier, SpectralPCA
+from sklearn_mmlgnet.datasets import load_jasper_ridge
+from sklearn_mmlgnet.metrics import average_accuracy, overall_accuracy
+from sklearn_mmlgnet.model_selection import SpatialBlockKFold
+from sklearn_mmlgnet.patches import labelled_patches
+
+PATCH = 11
+# The loss of the previous defaults (a = 0.8, b = 0.1 summed over 4 linear students, T = 5).
+OLD_SD = dict(self_distillation=True, aux_ce_weight=0.8, distill_weight=0.1, distill_temperature=5.0,
+              student_reduction="sum", student_hidden=0, distill_warmup=0.0,
+              student_stages=None)
+OLD_NET = dict(conv3d_channels=(8, 16, 32), spectral_kernels=(7, 5, 3))
+NEW_NET = dict(conv3d_channels=(8, 16), spectral_kernels=(7, 5))
+
+#: Row name -> (SDHSIClassifier parameters, PCA components).
+ROWS = {
+    "no SD": (dict(self_distillation=False, **OLD_NET), 30),
+    "SD, old defaults (a=0.8, b=0.1, sum)": (dict(**OLD_SD, **OLD_NET), 30),
+    # 1. loss scale: the students' terms averaged, not summed; then a warm-up
+    "SD, mean over students": (dict(OLD_SD, student_reduction="mean", **OLD_NET), 30),
+    "SD, mean, warm-up 0.5": (dict(OLD_SD, student_reduction="mean", distill_warmup=0.5,
+                                   **OLD_NET), 30),
+    "SD, mean, a=0.3, b=0.03": (dict(OLD_SD, student_reduction="mean", aux_ce_weight=0.3,
+                                     distill_weight=0.03, **OLD_NET), 30),
+    "SD, mean, T=2": (dict(OLD_SD, student_reduction="mean", distill_temperature=2.0,
+                           **OLD_NET), 30),
+    # 2. students with their own bottleneck (BYOT); students on the deeper stages only
+    "SD, mean, bottleneck students": (dict(OLD_SD, student_reduction="mean", student_hidden=64,
+                                           **OLD_NET), 30),
+    "SD, mean, bottleneck, warm-up 0.5": (dict(OLD_SD, student_reduction="mean",
+                                               student_hidden=64, distill_warmup=0.5,
+                                               **OLD_NET), 30),
+    "SD, sum, bottleneck students": (dict(OLD_SD, student_hidden=64, **OLD_NET), 30),
+    "SD, mean, students on stages 3-4": (dict(OLD_SD, student_reduction="mean",
+                                              student_stages=(3, 4), **OLD_NET), 30),
+    "SD, mean, bottleneck, stages 3-4": (dict(OLD_SD, student_reduction="mean",
+                                              student_hidden=64, student_stages=(3, 4),
+                                              **OLD_NET), 30),
+    # 3. speed: fewer / narrower 3-D stages, fewer bands in (no SD, then SD)
+    "no SD, 2 3-D stages (8, 16)": (dict(self_distillation=False, conv3d_channels=(8, 16),
+                                         spectral_kernels=(7, 5)), 30),
+    "no SD, 3-D (8, 16, 16)": (dict(self_distillation=False, conv3d_channels=(8, 16, 16),
+                                    spectral_kernels=(7, 5, 3)), 30),
+    "no SD, PCA 15": (dict(self_distillation=False, **OLD_NET), 15),
+    "no SD, PCA 15, 2 3-D stages": (dict(self_distillation=False, conv3d_channels=(8, 16),
+                                         spectral_kernels=(7, 5)), 15),
+    # the SD levers again on 15 PCA components (3.7x cheaper, as accurate)
+    "SD, old defaults, PCA 15": (dict(OLD_SD, **OLD_NET), 15),
+    "SD, mean, PCA 15": (dict(OLD_SD, student_reduction="mean", **OLD_NET), 15),
+    "SD, mean, bottleneck, PCA 15": (dict(OLD_SD, student_reduction="mean", student_hidden=64,
+                                          **OLD_NET), 15),
+    "SD, mean, bottleneck, warm-up, PCA 15": (dict(OLD_SD, student_reduction="mean",
+                                                   student_hidden=64, distill_warmup=0.5,
+                                                   **OLD_NET), 15),
+    "SD, sum, bottleneck, PCA 15": (dict(OLD_SD, student_hidden=64, **OLD_NET), 15),
+    "SD, mean, bottleneck, b=0, PCA 15": (dict(OLD_SD, student_reduction="mean",
+                                               student_hidden=64, distill_weight=0.0,
+                                               **OLD_NET), 15),
+    "SD, mean, bottleneck, T=2, PCA 15": (dict(OLD_SD, student_reduction="mean",
+                                               student_hidden=64, distill_temperature=2.0,
+                                               **OLD_NET), 15),
+    "SD, linear student on stage 4, PCA 15": (dict(OLD_SD, student_stages=(4,), **OLD_NET), 15),
+    "SD, linear student on stage 3, PCA 15": (dict(OLD_SD, student_stages=(3,), **OLD_NET), 15),
+    # the noise floor of a paired difference: the same row, another network initialisation
+    "no SD, PCA 15, other init": (dict(self_distillation=False, _init=100, **OLD_NET), 15),
+    "SD, mean, bottleneck, PCA 15, other init": (dict(OLD_SD, student_reduction="mean",
+                                                      student_hidden=64, _init=100, **OLD_NET), 15),
+    "SD, new defaults": (dict(self_distillation=True), 30),
+    "no SD, new defaults": (dict(self_distillation=False), 30),
+    "SD, new defaults, PCA 15": (dict(self_distillation=True), 15),
+    "no SD, new defaults, PCA 15": (dict(self_distillation=False), 15),
+}
+
+
+def inner_folds(data_home, seed):
+    """The scene's training patches and their 3 spatial inner folds (test pixels never read)."""
+    scene = load_jasper_ridge(data_home, random_state=seed)
+    X, y, r, c = labelled_patches(scene, scene.train_mask, PATCH)
+    cv = SpatialBlockKFold(r, c, n_splits=3, block_size=32, patch_size=PATCH, min_train=0,
+                           random_state=seed)
+    return X, y, list(cv.split(X, y))
+
+
+def score(y_true, y_pred):
+    return 100 * overall_accuracy(y_true, y_pred), 100 * average_accuracy(y_true, y_pred)
+
+
+def run_row(name, seed, data, epochs, init=0):
+    """Pooled out-of-fold OA / AA, per-head OA and mean seconds per fit of one row and seed.
+
+    The network's ``random_state`` is ``seed + init`` (plus the row's own ``_init``);
+    the split and the PCA keep ``seed``.
+    """
+    params, n_components = ROWS[name]
+    params = dict(params)
+    net_seed = seed + init + params.pop("_init", 0)
+    X, y, folds = data
+    pred = np.empty_like(y)
+    seconds, hits = [], None
+    for tr, va in folds:
+        est = make_pipeline(
+            BandStandardScaler(),
+            SpectralPCA(n_components=n_components, n_lidar_bands=0, random_state=seed),
+            SDHSIClassifier(max_epochs=epochs, random_state=net_seed, **params))
+        t0 = time.perf_counter()
+        est.fit(X[tr], y[tr])
+        seconds.append(time.perf_counter() - t0)
+        pred[va] = est.predict(X[va])
+        # correct counts per head pooled over folds; a class the fold never trained
+        # on counts as missed by every head, as in ``pred``
+        seen = np.isin(y[va], est[-1].classes_)
+        h = est[-1].head_scores(est[:-1].transform(X[va][seen]), y[va][seen])
+        counts = {k: v * seen.sum() for k, v in h.items()}
+        hits = counts if hits is None else {k: hits[k] + counts[k] for k in hits}
+    held = np.concatenate([va for _, va in folds])
+    oa, aa = score(y[held], pred[held])
+    return dict(row=name, seed=seed, init=init, oa=oa, aa=aa, seconds=float(np.mean(seconds)),
+                heads={k: round(100 * float(v) / len(held), 2) for k, v in hits.items()})
+
+
+def per_seed(results):
+    """One result per (row, seed): the mean over network initialisations."""
+    groups = {}
+    for r in results:
+        groups.setdefault((r["row"], r["seed"]), []).append(r)
+    out = []
+    for (row, seed), rs in groups.items():
+        mean = {k: float(np.mean([r[k] for r in rs])) for k in ("oa", "aa", "seconds")}
+        heads = {k: float(np.mean([r["heads"][k] for r in rs])) for k in rs[0]["heads"]}
+        out.append(dict(row=row, seed=seed, heads=heads, n_inits=len(rs), **mean))
+    return out
+
+
+def table(results, seeds, epochs, inits):
+    """Markdown table: OA / AA mean +/- std, paired differences from the first row, fit s, heads."""
+    lines = [f"Jasper Ridge, inner validation: pooled out-of-fold predictions of SpatialBlockKFold("
+             f"3 folds, block 32, patch {PATCH}) over the training pixels; test split unused. "
+             f"Seeds {seeds} (network random_state = seed + {inits}, averaged per seed), "
+             f"SDHSI-Net {epochs} epochs, 1 thread. Mean ± std over seeds; paired = difference "
+             f"from the first row on the same seed.", ""]
+    results = per_seed(results)
+    rows = list(dict.fromkeys(r["row"] for r in results))
+    base = {r["seed"]: r for r in results if r["row"] == rows[0]}
+    header = (f"| {'row':36s} | {'OA %':>14s} | {'AA %':>14s} | {'dOA (paired)':>14s} | "
+              f"{'dAA (paired)':>14s} | {'fit s':>6s} | per-head OA (students..., final) |")
+    lines += [header, "|" + "|".join("-" * len(p) for p in header.split("|")[1:-1]) + "|"]
+    for row in rows:
+        rs = [r for r in results if r["row"] == row]
+        oa, aa, sec = (np.array([r[k] for r in rs]) for k in ("oa", "aa", "seconds"))
+        delta = []
+        for k in ("oa", "aa"):
+            d = np.array([r[k] - base[r["seed"]][k] for r in rs if r["seed"] in base])
+            delta.append(f"{d.mean():+6.2f} ± {d.std():5.2f}" if len(d) == len(rs) else "")
+        heads = ", ".join(f"{np.mean([r['heads'][k] for r in rs]):.1f}" for k in rs[0]["heads"])
+        lines.append(f"| {row:36s} | {oa.mean():6.2f} ± {oa.std():5.2f} | "
+                     f"{aa.mean():6.2f} ± {aa.std():5.2f} | {delta[0]:>14s} | {delta[1]:>14s} | "
+                     f"{sec.mean():6.1f} | {heads} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-home", default="../shared/data")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--inits", type=int, nargs="+", default=[0],
+                        help="network random_state offsets: each row is fitted once per offset "
+                        "and its scores averaged per seed (the split does not change)")
+    parser.add_argument("--rows", nargs="*", help="row names to run, first is the paired base "
+                        "(default: all)")
+    parser.add_argument("--list", action="store_true", help="print the row names and exit")
+    parser.add_argument("--out", help="JSON file of per-seed results (rewritten as they come)")
+    parser.add_argument("--load", nargs="*", default=[],
+                        help="JSON files of earlier results to print in the table (not rerun)")
+    args = parser.parse_args(argv)
+    if args.list:
+        print("\n".join(ROWS))
+        return
+    names = args.rows or list(ROWS)
+    unknown = [n for n in names if n not in ROWS]
+    if unknown:
+        parser.error(f"unknown rows {unknown}; --list prints them")
+    results = []
+    for path in args.load:
+        with open(path) as fh:
+            results += [dict({"init": 0}, **r) for r in json.load(fh)
+                        if r["seed"] in args.seeds and r.get("init", 0) in args.inits]
+    done = {(r["row"], r["seed"], r["init"]) for r in results}
+    data = {seed: inner_folds(args.data_home, seed) for seed in args.seeds}
+    for name in names:
+        for seed, init in ((s, i) for i in args.inits for s in args.seeds):
+            if (name, seed, init) in done:
+                continue
+            res = run_row(name, seed, data[seed], args.epochs, init)
+            results.append(res)
+            print(f"  {name:36s} seed {seed} init +{init}: OA {res['oa']:6.2f}  AA {res['aa']:6.2f}  "
+                  f"fit {res['seconds']:5.1f} s  heads {res['heads']}", flush=True)
+            if args.out:
+                with open(args.out, "w") as fh:
+                    json.dump(results, fh, indent=1)
+    order = {n: i for i, n in enumerate(names)}
+    results.sort(key=lambda r: order.get(r["row"], len(order)))
+    print()
+    print(table([r for r in results if r["row"] in order], args.seeds, args.epochs, args.inits))
+
+
+if __name__ == "__main__":
+    main()
