@@ -55,7 +55,7 @@ MMLG_ROWS = {
     "lr_schedule=None": dict(lr_schedule=None),
     "augment=False": dict(augment=False),
     "label_smoothing=0": dict(label_smoothing=0.0),
-    "spectral_channels=(256, 128)": dict(spectral_channels=(256, 128)),
+    "spectral_channels=(128,)": dict(spectral_channels=(128,)),
     # not levers of the recipe but its scale: few hundred patches, 30 epochs
     "lr=1e-3": dict(lr=1e-3),
     "lr=2e-3": dict(lr=2e-3),

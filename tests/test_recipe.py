@@ -270,7 +270,8 @@ def test_the_spectral_path_is_fused_next_to_the_encoders(problem):
     module = clf.net_.module_
     assert isinstance(module.spectral, SpectralMLP)
     assert module.spectral.mlp[0].in_features == X.shape[1]  # HSI and LiDAR bands
-    assert module.spectral.out_features == 128  # the default spectral_channels=(128,)
+    assert module.spectral.out_features == 128  # the default spectral_channels=(256, 128)
+    assert module.spectral.mlp[0].out_features == 256
     # the fusion layer reads both encoders' pooled features and the spectral path's
     assert module.fusion[0].in_features == module.hsi.out_features + module.lidar.out_features + 128
 
