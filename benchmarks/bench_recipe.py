@@ -56,6 +56,7 @@ MMLG_ROWS = {
     "augment=False": dict(augment=False),
     "label_smoothing=0": dict(label_smoothing=0.0),
     "spectral_channels=(128,)": dict(spectral_channels=(128,)),
+    "class_weight='balanced'": dict(class_weight="balanced"),
     # not levers of the recipe but its scale: few hundred patches, 30 epochs
     "lr=1e-3": dict(lr=1e-3),
     "lr=2e-3": dict(lr=2e-3),
@@ -95,6 +96,17 @@ def idtrees_inner_folds(data, seed):
     X, y, groups = data.X[outer_train], data.y[outer_train], data.plot_group[outer_train]
     cv = StratifiedGroupKFold(n_splits=3, shuffle=True, random_state=seed)
     return data, X, y, list(cv.split(X, y, groups))
+
+
+def head_hits(est, X, y):
+    """Correct predictions of every head of a fitted SDHSI pipeline on (X, y).
+
+    A class the fold never trained on counts as missed by every head, as in the
+    pipeline's own predictions.
+    """
+    seen = np.isin(y, est[-1].classes_)
+    h = est[-1].head_scores(est[:-1].transform(X[seen]), y[seen])
+    return {k: v * seen.sum() for k, v in h.items()}
 
 
 def score(y_true, y_pred):
@@ -137,11 +149,8 @@ def main(argv=None):
             est.fit(X[tr], y[tr])
             seconds.append(time.perf_counter() - t0)
             pred[va] = est.predict(X[va])
-            if heads:  # correct counts per head, pooled over folds; a class the
-                # fold never trained on counts as missed by every head, as in ``pred``
-                seen = np.isin(y[va], est[-1].classes_)
-                h = est[-1].head_scores(est[:-1].transform(X[va][seen]), y[va][seen])
-                counts = {k: v * seen.sum() for k, v in h.items()}
+            if heads:  # correct counts per head, pooled over folds
+                counts = head_hits(est, X[va], y[va])
                 hits = counts if hits is None else {k: hits[k] + counts[k] for k in hits}
         held = np.concatenate([va for _, va in folds])
         oa, aa = score(y[held], pred[held])

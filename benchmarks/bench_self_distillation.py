@@ -36,11 +36,9 @@ import time
 import numpy as np
 from sklearn.pipeline import make_pipeline
 
+import bench_recipe  # the same inner folds, scores and head counts (benchmarks/ is on sys.path)
+from bench_recipe import head_hits, score
 from sklearn_mmlgnet import BandStandardScaler, SDHSIClassifier, SpectralPCA
-from sklearn_mmlgnet.datasets import load_jasper_ridge
-from sklearn_mmlgnet.metrics import average_accuracy, overall_accuracy
-from sklearn_mmlgnet.model_selection import SpatialBlockKFold
-from sklearn_mmlgnet.patches import labelled_patches
 
 PATCH = 11
 # The loss of the previous defaults (a = 0.8, b = 0.1 summed over 4 linear students, T = 5).
@@ -129,15 +127,8 @@ ROWS = {
 
 def inner_folds(data_home, seed):
     """The scene's training patches and their 3 spatial inner folds (test pixels never read)."""
-    scene = load_jasper_ridge(data_home, random_state=seed)
-    X, y, r, c = labelled_patches(scene, scene.train_mask, PATCH)
-    cv = SpatialBlockKFold(r, c, n_splits=3, block_size=32, patch_size=PATCH, min_train=0,
-                           random_state=seed)
-    return X, y, list(cv.split(X, y))
-
-
-def score(y_true, y_pred):
-    return 100 * overall_accuracy(y_true, y_pred), 100 * average_accuracy(y_true, y_pred)
+    _, X, y, folds = bench_recipe.inner_folds(data_home, seed)
+    return X, y, folds
 
 
 def run_row(name, seed, data, epochs, init=0):
@@ -163,11 +154,7 @@ def run_row(name, seed, data, epochs, init=0):
         est.fit(X[tr], y[tr])
         seconds.append(time.perf_counter() - t0)
         pred[va] = est.predict(X[va])
-        # correct counts per head pooled over folds; a class the fold never trained
-        # on counts as missed by every head, as in ``pred``
-        seen = np.isin(y[va], est[-1].classes_)
-        h = est[-1].head_scores(est[:-1].transform(X[va][seen]), y[va][seen])
-        counts = {k: v * seen.sum() for k, v in h.items()}
+        counts = head_hits(est, X[va], y[va])  # correct counts per head, pooled over folds
         hits = counts if hits is None else {k: hits[k] + counts[k] for k in hits}
     held = np.concatenate([va for _, va in folds])
     oa, aa = score(y[held], pred[held])

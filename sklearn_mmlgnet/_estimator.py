@@ -50,7 +50,8 @@ _LR_SCHEDULES = (None, "cosine")
 _SKORCH_PARAMS = ("lr", "weight_decay", "max_epochs", "batch_size", "train_split", "callbacks",
                   "verbose", "device", "optimizer", "lr_schedule", "augment")
 _CRITERION_PARAMS = ("distill_temperature", "distill_weight", "aux_ce_weight", "label_smoothing")
-_PER_FIT_PARAMS = ("warm_start", "random_state", "patch_size", "cache_dir")
+# class_weight is applied at every fit from that fit's y (see ``fit``).
+_PER_FIT_PARAMS = ("warm_start", "random_state", "patch_size", "cache_dir", "class_weight")
 
 
 def _softmax(logits):
@@ -165,13 +166,20 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
                 "to train a classifier.")
         X = np.ascontiguousarray(center_crop(X, patch_size))
         y_idx = y_idx.astype(np.int64)
+        class_weight = _class_weight(self.class_weight, classes, y)
         params = self.get_params(deep=False)
         warm = self.warm_start and self._can_continue(classes, X.shape[1], params)
         if warm:
             self._apply_changed_params(params)
+            current = self.net_.criterion_.class_weight
+            if not (current is None and class_weight is None or (
+                    current is not None and class_weight is not None
+                    and np.allclose(current.cpu().numpy(), class_weight))):
+                self.net_.set_params(criterion__class_weight=class_weight)
         else:
             module, module_kwargs, criterion_kwargs, attributes = self._network_spec(X, classes)
-            net = self._make_net(module, module_kwargs, criterion_kwargs)
+            net = self._make_net(module, module_kwargs,
+                                 dict(criterion_kwargs, class_weight=class_weight))
 
         # The fitted state, all of it set here.
         self.classes_ = classes
@@ -309,6 +317,11 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
                 f"{self.callbacks!r}; give callbacks=None or a list.")
         if not isinstance(self.augment, (bool, np.bool_)):
             raise ValueError(f"augment must be True or False; got {self.augment!r}.")
+        if not (self.class_weight is None or isinstance(self.class_weight, dict)
+                or (isinstance(self.class_weight, str) and self.class_weight == "balanced")):
+            raise ValueError(
+                f"class_weight must be None, 'balanced' or a dict {{label: weight}}; got "
+                f"{self.class_weight!r}.")
         check_device(self.device)
 
     def _criterion_kwargs(self, loss):
@@ -408,6 +421,19 @@ def _check_labels(y):
         msg = str(exc)
         raise ValueError(msg if msg.startswith("y ") else f"y: {msg}") from exc
     return y
+
+
+def _class_weight(class_weight, classes, y):
+    """Per-class loss weights in ``classes`` order, as scikit-learn computes them, or None."""
+    if class_weight is None:
+        return None
+    from sklearn.utils.class_weight import compute_class_weight
+
+    try:
+        weights = compute_class_weight(class_weight, classes=classes, y=y)
+    except ValueError as exc:
+        raise ValueError(f"class_weight: {exc}") from exc
+    return weights.astype(np.float32)
 
 
 def _is_empty(value):
@@ -545,6 +571,12 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         validation of the real scenes' training pixels (:doc:`/defaults`); the
         settings of earlier releases are ``spectral_channels=(), optimizer="adam",
         weight_decay=0, lr_schedule=None, augment=False, label_smoothing=0``.
+    class_weight : None, "balanced" or dict, default=None
+        Weights of the cross-entropy against the labels (the image->text term of the
+        symmetric loss, the whole loss otherwise; not the students' terms):
+        ``"balanced"`` is scikit-learn's ``n_samples / (n_classes * n_c)``, computed from
+        each fit's ``y``, so a rare class weighs as much as a common one; a dict maps
+        labels to weights (unlisted labels weigh 1).
     max_epochs : int, default=100
     batch_size : int, default=64
     train_split : callable or None, default=None
@@ -615,8 +647,8 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
                  self_distillation=False,
                  distill_temperature=5.0, distill_weight=0.1, aux_ce_weight=0.8,
                  lr=5e-4, weight_decay=1e-2, optimizer="adamw", lr_schedule="cosine",
-                 augment=True, label_smoothing=0.1, max_epochs=100, batch_size=64,
-                 train_split=None, callbacks=None, warm_start=False, verbose=0,
+                 augment=True, label_smoothing=0.1, class_weight=None, max_epochs=100,
+                 batch_size=64, train_split=None, callbacks=None, warm_start=False, verbose=0,
                  device="cpu", random_state=None):
         self.n_lidar_bands = n_lidar_bands
         self.patch_size = patch_size
@@ -646,6 +678,7 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         self.lr_schedule = lr_schedule
         self.augment = augment
         self.label_smoothing = label_smoothing
+        self.class_weight = class_weight
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.train_split = train_split
@@ -786,7 +819,7 @@ class SDHSIClassifier(_SkorchPatchClassifier):
         linearly separable features and costs accuracy (docs: self_distillation).
     lr : float, default=1e-3
         Learning rate of the optimizer.
-    weight_decay, optimizer, lr_schedule, augment, label_smoothing
+    weight_decay, optimizer, lr_schedule, augment, label_smoothing, class_weight
         As in :class:`MMLGNetClassifier`, but only augmentation is on by default here
         (``0.0``, ``"adam"``, ``None``, ``True``, ``0.0``): on inner validation of Jasper
         Ridge augmentation alone scored higher for SDHSI-Net than with AdamW, the cosine
@@ -818,8 +851,9 @@ class SDHSIClassifier(_SkorchPatchClassifier):
                  student_reduction="mean", distill_warmup=0.0, student_stages=None,
                  student_hidden=64, lr=1e-3,
                  weight_decay=0.0, optimizer="adam", lr_schedule=None, augment=True,
-                 label_smoothing=0.0, max_epochs=50, batch_size=64, train_split=None,
-                 callbacks=None, warm_start=False, verbose=0, device="cpu", random_state=None):
+                 label_smoothing=0.0, class_weight=None, max_epochs=50, batch_size=64,
+                 train_split=None, callbacks=None, warm_start=False, verbose=0, device="cpu",
+                 random_state=None):
         self.patch_size = patch_size
         self.conv3d_channels = conv3d_channels
         self.spectral_kernels = spectral_kernels
@@ -840,6 +874,7 @@ class SDHSIClassifier(_SkorchPatchClassifier):
         self.lr_schedule = lr_schedule
         self.augment = augment
         self.label_smoothing = label_smoothing
+        self.class_weight = class_weight
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.train_split = train_split

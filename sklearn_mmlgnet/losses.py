@@ -6,12 +6,13 @@ All losses take ``logits`` of shape (batch, n_classes) where
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from skorch.callbacks import Callback
 from torch import nn
 
 
-def symmetric_contrastive_loss(logits, y, label_smoothing=0.0):
+def symmetric_contrastive_loss(logits, y, label_smoothing=0.0, class_weight=None):
     """Image->text plus text->image loss with every same-class sample a positive.
 
     The image->text direction is the usual cross-entropy over classes. In the
@@ -28,6 +29,10 @@ def symmetric_contrastive_loss(logits, y, label_smoothing=0.0):
         Smoothing ``eps`` of the image->text cross-entropy (its target is
         ``(1 - eps) * onehot + eps / n_classes``); the text->image targets are
         already spread over every positive and are left as they are.
+    class_weight : Tensor of shape (n_classes,), optional
+        Weights of the image->text cross-entropy per target class (a weighted mean,
+        as :func:`torch.nn.functional.cross_entropy`). The text->image direction is
+        already one term per class present in the batch, whatever its count.
 
     Returns
     -------
@@ -41,7 +46,7 @@ def symmetric_contrastive_loss(logits, y, label_smoothing=0.0):
     >>> round(float(symmetric_contrastive_loss(logits, y)), 4)
     0.313
     """
-    i2t = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    i2t = F.cross_entropy(logits, y, weight=class_weight, label_smoothing=label_smoothing)
     onehot = F.one_hot(y, logits.shape[1]).to(logits.dtype)  # (n, C)
     present = onehot.sum(0) > 0
     # Rows: classes in the batch; columns: samples. Target: uniform over positives.
@@ -124,6 +129,10 @@ class ContrastiveCriterion(nn.Module):
         image->text term of ``"symmetric"``, and the students' terms.
     student_reduction : {"sum", "mean"}, default="sum"
         ``reduction`` of :func:`self_distillation_loss`.
+    class_weight : array-like of shape (n_classes,), optional
+        Per-class weights of the main loss's cross-entropy against the labels (the
+        image->text term of ``"symmetric"``, the whole loss otherwise); the students'
+        terms are not weighted. A buffer: it follows the criterion's device.
 
     Attributes
     ----------
@@ -133,8 +142,11 @@ class ContrastiveCriterion(nn.Module):
 
     def __init__(self, loss="symmetric", distill=False, distill_temperature=5.0,
                  aux_ce_weight=0.8, distill_weight=0.1, label_smoothing=0.0,
-                 student_reduction="sum"):
+                 student_reduction="sum", class_weight=None):
         super().__init__()
+        self.register_buffer(
+            "class_weight", None if class_weight is None
+            else torch.as_tensor(class_weight, dtype=torch.float32))
         self.loss = loss
         self.distill = distill
         self.distill_temperature = distill_temperature
@@ -149,9 +161,11 @@ class ContrastiveCriterion(nn.Module):
         if isinstance(y_pred, tuple):
             y_pred, aux = y_pred
         if self.loss == "symmetric":
-            main = symmetric_contrastive_loss(y_pred, y, label_smoothing=self.label_smoothing)
+            main = symmetric_contrastive_loss(y_pred, y, label_smoothing=self.label_smoothing,
+                                              class_weight=self.class_weight)
         else:  # "image_to_text" and "cross_entropy" are both CE over class logits
-            main = F.cross_entropy(y_pred, y, label_smoothing=self.label_smoothing)
+            main = F.cross_entropy(y_pred, y, weight=self.class_weight,
+                                   label_smoothing=self.label_smoothing)
         if self.distill and aux and self.student_scale > 0:
             main = main + self.student_scale * self_distillation_loss(
                 y_pred, aux, y, temperature=self.distill_temperature,

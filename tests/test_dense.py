@@ -23,8 +23,9 @@ from sklearn_mmlgnet.patches import extract_patches, predict_scene, predict_scen
 from sklearn_mmlgnet.preprocessing import BandStandardScaler, CenterPixel, SpectralPCA
 
 N_HSI, P = 5, 7
+# A spectral path as small as the encoders (the default (256, 128) would dwarf them).
 TINY = dict(text_embeddings=np.eye(3, 4), hsi_channels=(4, 8), lidar_channels=(2, 4),
-            fusion_dim=8, max_epochs=3, lr=1e-2, random_state=0)
+            fusion_dim=8, spectral_channels=(8,), max_epochs=3, lr=1e-2, random_state=0)
 SD_TINY = dict(conv3d_channels=(3, 4), spectral_kernels=(3, 2), conv2d_channels=6, hidden=8,
                max_epochs=2, lr=1e-2, random_state=0)
 
@@ -58,7 +59,7 @@ MODELS = {
     "hsi+lidar, self-distillation, 3 vs 1 stages": lambda: MMLGNetClassifier(
         **dict(TINY, hsi_channels=(4, 6, 8), lidar_channels=(3,), self_distillation=True)),
     "hsi only": lambda: MMLGNetClassifier(n_lidar_bands=0, **TINY),
-    "hsi+lidar, no spectral path": lambda: MMLGNetClassifier(spectral_channels=(), **TINY),
+    "hsi+lidar, no spectral path": lambda: MMLGNetClassifier(**dict(TINY, spectral_channels=())),
     "hsi+lidar, two-stage spectral path": lambda: MMLGNetClassifier(
         **dict(TINY, spectral_channels=(6, 5))),
     "sdhsi": lambda: SDHSIClassifier(**SD_TINY),

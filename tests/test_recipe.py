@@ -302,3 +302,44 @@ def test_bad_spectral_channels_are_named(problem, bad):
     X, y = problem
     with pytest.raises(ValueError, match="spectral_channels"):
         MMLGNetClassifier(max_epochs=1, spectral_channels=bad, **TINY).fit(X, y)
+
+
+# ------------------------------------------------------------------- class weights
+def test_balanced_class_weight_reaches_the_criterion_from_each_fits_y(problem):
+    X, y = problem
+    keep = np.r_[np.flatnonzero(y == y[0]), np.flatnonzero(y != y[0])[::4]]  # one class common
+    Xi, yi = X[keep], y[keep]
+    clf = MMLGNetClassifier(max_epochs=1, class_weight="balanced", **TINY).fit(Xi, yi)
+    counts = np.unique(yi, return_counts=True)[1]
+    expected = len(yi) / (len(counts) * counts)
+    np.testing.assert_allclose(clf.net_.criterion_.class_weight.numpy(), expected, rtol=1e-6)
+    # a warm start on other class counts re-weights from the new y
+    clf.set_params(warm_start=True)
+    clf.fit(X, y)
+    np.testing.assert_allclose(clf.net_.criterion_.class_weight.numpy(), 1.0, rtol=1e-6)
+    assert MMLGNetClassifier(max_epochs=1, **TINY).fit(X, y).net_.criterion_.class_weight is None
+
+
+def test_class_weight_weighs_the_image_to_text_term():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [0.5, 0.0]])
+    y = torch.tensor([0, 1, 0])
+    w = torch.tensor([0.25, 3.0])
+    weighted = ContrastiveCriterion("image_to_text", class_weight=w)(logits, y)
+    expected = torch.nn.functional.cross_entropy(logits, y, weight=w)
+    torch.testing.assert_close(weighted, expected)
+    plain = ContrastiveCriterion("image_to_text")(logits, y)
+    assert not torch.isclose(weighted, plain)
+
+
+def test_class_weight_dict_follows_the_users_labels(problem):
+    X, y = problem
+    labels = np.unique(y)
+    clf = MMLGNetClassifier(max_epochs=1, class_weight={labels[1]: 5.0}, **TINY).fit(X, y)
+    np.testing.assert_allclose(clf.net_.criterion_.class_weight.numpy(), [1.0, 5.0, 1.0])
+
+
+@pytest.mark.parametrize("bad", ["auto", {"not a label": 1.0}, True])
+def test_bad_class_weight_is_named(problem, bad):
+    X, y = problem
+    with pytest.raises(ValueError, match="class_weight"):
+        MMLGNetClassifier(max_epochs=1, class_weight=bad, **TINY).fit(X, y)
