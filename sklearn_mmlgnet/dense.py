@@ -195,8 +195,8 @@ def _floats_per_pixel(module, n_channels):
     for enc in (module.hsi, module.lidar):
         if enc is not None:
             total += sum(2 * s[0].out_channels for s in enc.stages) + 2 * enc.out_features
-    if getattr(module, "spectral", None) is not None:
-        total += module.spectral.out_features
+    if getattr(module, "spectral", None) is not None:  # the pixels' copy and the path's output
+        total += n_channels + module.spectral.out_features
     return total
 
 
