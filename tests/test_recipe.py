@@ -329,6 +329,10 @@ def test_class_weight_weighs_the_image_to_text_term():
     torch.testing.assert_close(weighted, expected)
     plain = ContrastiveCriterion("image_to_text")(logits, y)
     assert not torch.isclose(weighted, plain)
+    # the symmetric loss weighs its image->text half only (text->image is per class already)
+    sym_w = ContrastiveCriterion("symmetric", class_weight=w)(logits, y)
+    sym = ContrastiveCriterion("symmetric")(logits, y)
+    torch.testing.assert_close(sym_w - sym, 0.5 * (expected - plain))
 
 
 def test_class_weight_dict_follows_the_users_labels(problem):
