@@ -40,7 +40,7 @@ import bench_recipe  # the same inner folds, scores and head counts (benchmarks/
 from bench_recipe import head_hits, score
 from sklearn_mmlgnet import BandStandardScaler, SDHSIClassifier, SpectralPCA
 
-PATCH = 11
+PATCH = bench_recipe.PATCH
 # The loss of the previous defaults (a = 0.8, b = 0.1 summed over 4 linear students, T = 5).
 OLD_SD = dict(self_distillation=True, aux_ce_weight=0.8, distill_weight=0.1, distill_temperature=5.0,
               student_reduction="sum", student_hidden=0, distill_warmup=0.0,

@@ -172,9 +172,8 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
         if warm:
             self._apply_changed_params(params)
             current = self.net_.criterion_.class_weight
-            if not (current is None and class_weight is None or (
-                    current is not None and class_weight is not None
-                    and np.allclose(current.cpu().numpy(), class_weight))):
+            if not _same_weights(None if current is None else current.cpu().numpy(),
+                                 class_weight):  # a new criterion resets the optimizer state
                 self.net_.set_params(criterion__class_weight=class_weight)
         else:
             module, module_kwargs, criterion_kwargs, attributes = self._network_spec(X, classes)
@@ -434,6 +433,13 @@ def _class_weight(class_weight, classes, y):
     except ValueError as exc:
         raise ValueError(f"class_weight: {exc}") from exc
     return weights.astype(np.float32)
+
+
+def _same_weights(a, b):
+    """Whether two per-class weight vectors (or None) are the same."""
+    if a is None or b is None:
+        return a is None and b is None
+    return a.shape == b.shape and np.allclose(a, b)
 
 
 def _is_empty(value):

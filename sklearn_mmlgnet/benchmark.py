@@ -636,7 +636,8 @@ def markdown_table(rows, meta):
         f"Seeds: {sorted({r['seed'] for r in rows})}; networks: {epochs} epochs fixed in "
         f"advance, the last epoch is scored, the estimators' default training recipe (chosen "
         f"on inner validation of the training pixels, docs/defaults.rst); no checkpoint, epoch "
-        f"or hyperparameter is chosen on the test split. Patches {meta['patch_size']} x {meta['patch_size']}. Text encoder: "
+        f"or hyperparameter is chosen on the test split. Patches {meta['patch_size']} x "
+        f"{meta['patch_size']}. Text encoder: "
         f"{_text_description(meta['text'])}."
         + (f" The MMLGNet rows reduce the HSI bands to {meta['network_pca']} PCA components "
            "(fitted on the training pixels)." if meta.get("network_pca") else ""),

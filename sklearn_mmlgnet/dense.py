@@ -195,7 +195,7 @@ def _floats_per_pixel(module, n_channels):
     for enc in (module.hsi, module.lidar):
         if enc is not None:
             total += sum(2 * s[0].out_channels for s in enc.stages) + 2 * enc.out_features
-    if getattr(module, "spectral", None) is not None:  # the pixels' copy and the path's output
+    if module.spectral is not None:  # the pixels' copy and the path's output
         total += n_channels + module.spectral.out_features
     return total
 
@@ -226,10 +226,19 @@ def _box_and_centre(x, k):
     # Box sums in float32 even under autocast; channels-last so the pooling is
     # fast and the pixel-major (R * W, C) views below need no transpose copy.
     x = x.float().contiguous(memory_format=torch.channels_last)
-    h = k // 2
     mean = F.avg_pool2d(F.avg_pool2d(x, (k, 1), stride=1), (1, k), stride=1)
-    centre = x[:, :, h:x.shape[2] - h, h:x.shape[3] - h]
-    return [t[0].permute(1, 2, 0).reshape(-1, t.shape[1]) for t in (mean, centre)]
+    return [_pixels(mean), _centres(x, k)]
+
+
+def _pixels(x):
+    """A (1, C, R, W) map as (R * W, C) rows, pixels in raster order."""
+    return x[0].permute(1, 2, 0).reshape(-1, x.shape[1])
+
+
+def _centres(x, k):
+    """Per pixel: the features at the centre of its k x k window, as (R * W, C) rows."""
+    h = k // 2
+    return _pixels(x[:, :, h:x.shape[2] - h, h:x.shape[3] - h])
 
 
 def _head_on_parts(first, rest, parts):
@@ -320,8 +329,7 @@ def _mmlgnet_logits(module, fused, x, P):
         parts += _box_and_centre(xe, P - 2 * len(enc.stages))  # as MMLGNetModule.forward
         del xe
     if module.spectral is not None:  # per pixel: the centre pixel of its patch is itself
-        h = P // 2
-        pixels = x[0, :, h:x.shape[2] - h, h:x.shape[3] - h].permute(1, 2, 0).reshape(-1, x.shape[1])
+        pixels = _centres(x, P)
         parts.append(torch.cat([module.spectral(pixels[i:i + _HEAD_CHUNK])
                                 for i in range(0, len(pixels), _HEAD_CHUNK)]))
     fusion = module.fusion
