@@ -17,6 +17,9 @@ its peak (Linux VmHWM, reset through /proc/self/clear_refs after a small
 warm-up prediction) belongs to that measurement alone.
 
     python benchmarks/bench_predict_scene.py [--rows 349] [--cols 1905] [--patch-rows 2] [--threads N]
+
+``--test-time-augment`` measures the model with ``test_time_augment=True`` (each pixel
+the mean of its patch's 8 symmetries) on both paths.
 """
 
 import argparse
@@ -49,7 +52,7 @@ def _scene(rows, cols):
     return hsi, lidar
 
 
-def fit_model(path):
+def fit_model(path, test_time_augment=False):
     import numpy as np
 
     from sklearn_mmlgnet import MMLGNetClassifier
@@ -60,6 +63,7 @@ def fit_model(path):
     X[np.arange(512), y] += 0.5  # a learnable signal: class c lifts band c
     clf = MMLGNetClassifier(text_embeddings=rng.normal(size=(15, 512)), max_epochs=5, lr=1e-3,
                             random_state=0).fit(X, y)
+    clf.set_params(test_time_augment=test_time_augment)  # read at prediction only
     with open(path, "wb") as f:
         pickle.dump(clf, f)
 
@@ -115,6 +119,8 @@ def main():
                    help="full-width rows predicted by the patch path (default: 2)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch threads in every measurement (default: torch's own choice)")
+    p.add_argument("--test-time-augment", action="store_true",
+                   help="predict with test_time_augment=True (8 network passes)")
     p.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     a = p.parse_args()
     import torch
@@ -129,10 +135,11 @@ def main():
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads); "
           f"scene {a.rows} x {a.cols}, "
-          f"{N_HSI} + 1 bands, {PATCH} x {PATCH} patches", flush=True)
+          f"{N_HSI} + 1 bands, {PATCH} x {PATCH} patches"
+          + (", test_time_augment=True" if a.test_time_augment else ""), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         model = os.path.join(tmp, "model.pkl")
-        fit_model(model)
+        fit_model(model, a.test_time_augment)
         half = (a.rows + 1) // 2
         full = _run(model, "dense", a.rows, a.cols, a.patch_rows)
         halfr = _run(model, "dense", half, a.cols, a.patch_rows)

@@ -159,6 +159,8 @@ def predict_command(args):
     from .io import predict_raster, proba_path_for
 
     model = load_model(args.model)
+    if args.test_time_augment:
+        _set_test_time_augment(model, args.model)
     client = None
     with contextlib.ExitStack() as stack:
         if args.scheduler:
@@ -175,6 +177,16 @@ def predict_command(args):
     return 0
 
 
+def _set_test_time_augment(model, path):
+    """Switch on ``test_time_augment`` of the network in ``model`` (a Pipeline or estimator)."""
+    keys = [k for k in model.get_params()
+            if k == "test_time_augment" or k.endswith("__test_time_augment")]
+    if not keys:
+        raise ValueError(f"--test-time-augment: the model in {path} ({type(model).__name__}) has "
+                         "no test_time_augment parameter.")
+    model.set_params(**dict.fromkeys(keys, True))
+
+
 def add_scene_commands(sub, common):
     """Add ``fit`` and ``predict`` to the ``mmlgnet`` parser's subcommands."""
     f = sub.add_parser("fit", parents=[common],
@@ -189,7 +201,7 @@ def add_scene_commands(sub, common):
     f.add_argument("--out", required=True, help="model file to write (.joblib)")
     f.add_argument("--epochs", type=int, default=40, help="training epochs (default: 40)")
     f.add_argument("--batch-size", type=int, default=64, help="training batch size (default: 64)")
-    f.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (default: 5e-4)")
+    f.add_argument("--lr", type=float, default=5e-4, help="AdamW learning rate (default: 5e-4)")
     f.add_argument("--hsi-channels", type=int, nargs="+", default=[64, 128],
                    help="HSI encoder widths (default: 64 128)")
     f.add_argument("--lidar-channels", type=int, nargs="+", default=[32, 64],
@@ -212,4 +224,7 @@ def add_scene_commands(sub, common):
     p.add_argument("--block-size", type=int, default=256, help="tile side in pixels (default: 256)")
     p.add_argument("--batch-size", type=int, default=1024, help="patches per predict call")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--test-time-augment", action="store_true",
+                   help="average each pixel's prediction over the 8 flips / quarter turns of its "
+                        "patch (8x the time; docs: defaults)")
     p.set_defaults(func=predict_command)

@@ -34,7 +34,7 @@ from ._validation import (
     check_positive_int,
     check_real,
 )
-from .augment import DihedralCollate
+from .augment import N_SYMMETRIES, DihedralCollate, dihedral
 from .losses import ContrastiveCriterion, DistillationWarmup
 from .nn import _MAX_LOGIT_SCALE, MMLGNetModule, SDHSINet, TextSimilarityHead
 from .text import DEFAULT_TEMPLATES, encode_class_names, make_text_encoder
@@ -50,8 +50,10 @@ _LR_SCHEDULES = (None, "cosine")
 _SKORCH_PARAMS = ("lr", "weight_decay", "max_epochs", "batch_size", "train_split", "callbacks",
                   "verbose", "device", "optimizer", "lr_schedule", "augment")
 _CRITERION_PARAMS = ("distill_temperature", "distill_weight", "aux_ce_weight", "label_smoothing")
-# class_weight is applied at every fit from that fit's y (see ``fit``).
-_PER_FIT_PARAMS = ("warm_start", "random_state", "patch_size", "cache_dir", "class_weight")
+# class_weight is applied at every fit from that fit's y (see ``fit``);
+# test_time_augment is read by predict only.
+_PER_FIT_PARAMS = ("warm_start", "random_state", "patch_size", "cache_dir", "class_weight",
+                   "test_time_augment")
 
 
 def _softmax(logits):
@@ -314,8 +316,9 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"lr_schedule={self.lr_schedule!r} adds a callback, but callbacks="
                 f"{self.callbacks!r}; give callbacks=None or a list.")
-        if not isinstance(self.augment, (bool, np.bool_)):
-            raise ValueError(f"augment must be True or False; got {self.augment!r}.")
+        for name in ("augment", "test_time_augment"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}.")
         if not (self.class_weight is None or isinstance(self.class_weight, dict)
                 or (isinstance(self.class_weight, str) and self.class_weight == "balanced")):
             raise ValueError(
@@ -359,8 +362,20 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, n_classes)
         """
         X = self._check_predict_X(X)
-        proba = self.net_.predict_proba(X).astype(np.float64)
+        if self._test_time_augment():
+            # Sum in float64, one symmetry at a time (one extra copy of X in memory).
+            proba = sum(self.net_.predict_proba(dihedral(torch.from_numpy(X), k).numpy())
+                        .astype(np.float64) for k in range(N_SYMMETRIES))
+        else:
+            proba = self.net_.predict_proba(X).astype(np.float64)
         return proba / proba.sum(axis=1, keepdims=True)
+
+    def _test_time_augment(self):
+        """``test_time_augment``, checked (predict reads it; ``fit`` need not have)."""
+        tta = getattr(self, "test_time_augment", False)  # pickles of earlier releases
+        if not isinstance(tta, (bool, np.bool_)):
+            raise ValueError(f"test_time_augment must be True or False; got {tta!r}.")
+        return bool(tta)
 
     def predict(self, X):
         """Predicted labels, as given in ``y`` at fit.
@@ -398,12 +413,17 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
         if unknown:
             raise ValueError(f"y holds labels unseen at fit: {sorted(map(str, unknown))}.")
         y_idx = np.array([label_idx[v] for v in y.tolist()])
+        symmetries = range(N_SYMMETRIES) if self._test_time_augment() else [0]
         with torch.no_grad():
             for start in range(0, len(X), self.batch_size):
                 xb = torch.as_tensor(X[start:start + self.batch_size], device=self.net_.device)
-                out = module(xb, return_aux=True)
-                final, aux = out if isinstance(out, tuple) else (out, [])
-                preds = [a.argmax(1).cpu().numpy() for a in aux] + [final.argmax(1).cpu().numpy()]
+                proba = None  # per head, summed over the symmetries predict averages
+                for k in symmetries:
+                    out = module(dihedral(xb, k), return_aux=True)
+                    heads = list(out[1]) + [out[0]] if isinstance(out, tuple) else [out]
+                    p = [torch.softmax(h.float(), dim=1) for h in heads]
+                    proba = p if proba is None else [a + b for a, b in zip(proba, p)]
+                preds = [p.argmax(1).cpu().numpy() for p in proba]
                 yb = y_idx[start:start + self.batch_size]
                 hits = np.array([(p == yb).sum() for p in preds])
                 correct = hits if correct is None else correct + hits
@@ -567,6 +587,13 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         symmetries of the square drawn per patch and batch
         (:mod:`sklearn_mmlgnet.augment`). Training batches only: validation
         (``train_split``) and prediction see the patches as given.
+    test_time_augment : bool, default=False
+        Predict each patch as the mean of the class probabilities of its 8
+        symmetries (flips and 90-degree turns): ``predict_proba``, ``predict``,
+        ``head_scores`` and dense scene prediction (:mod:`sklearn_mmlgnet.dense`)
+        cost 8 times as much. Read at prediction only: it can be switched on a
+        fitted model with ``set_params``. Skorch's validation loss (``train_split``)
+        is computed without it.
     label_smoothing : float, default=0.1
         Label smoothing ``eps`` in [0, 1) of the cross-entropy terms: the
         image->text term of the symmetric loss, the whole loss otherwise, and the
@@ -653,9 +680,9 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
                  self_distillation=False,
                  distill_temperature=5.0, distill_weight=0.1, aux_ce_weight=0.8,
                  lr=5e-4, weight_decay=1e-2, optimizer="adamw", lr_schedule="cosine",
-                 augment=True, label_smoothing=0.1, class_weight=None, max_epochs=100,
-                 batch_size=64, train_split=None, callbacks=None, warm_start=False, verbose=0,
-                 device="cpu", random_state=None):
+                 augment=True, test_time_augment=False, label_smoothing=0.1, class_weight=None,
+                 max_epochs=100, batch_size=64, train_split=None, callbacks=None, warm_start=False,
+                 verbose=0, device="cpu", random_state=None):
         self.n_lidar_bands = n_lidar_bands
         self.patch_size = patch_size
         self.temperature = temperature
@@ -683,6 +710,7 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         self.optimizer = optimizer
         self.lr_schedule = lr_schedule
         self.augment = augment
+        self.test_time_augment = test_time_augment
         self.label_smoothing = label_smoothing
         self.class_weight = class_weight
         self.max_epochs = max_epochs
@@ -831,6 +859,8 @@ class SDHSIClassifier(_SkorchPatchClassifier):
         Ridge augmentation alone scored higher for SDHSI-Net than with AdamW, the cosine
         schedule and label smoothing added (docs: self_distillation); ``augment=False``
         trains as before it existed.
+    test_time_augment : bool, default=False
+        As in :class:`MMLGNetClassifier`.
     max_epochs, batch_size, train_split, callbacks, warm_start, verbose, device, random_state
         As in :class:`MMLGNetClassifier` (``max_epochs`` defaults to 50 here).
 
@@ -855,11 +885,10 @@ class SDHSIClassifier(_SkorchPatchClassifier):
                  conv2d_channels=64, hidden=256, dropout=0.4, self_distillation=True,
                  distill_temperature=5.0, distill_weight=0.1, aux_ce_weight=0.8,
                  student_reduction="mean", distill_warmup=0.0, student_stages=None,
-                 student_hidden=64, lr=1e-3,
-                 weight_decay=0.0, optimizer="adam", lr_schedule=None, augment=True,
-                 label_smoothing=0.0, class_weight=None, max_epochs=50, batch_size=64,
-                 train_split=None, callbacks=None, warm_start=False, verbose=0, device="cpu",
-                 random_state=None):
+                 student_hidden=64, lr=1e-3, weight_decay=0.0, optimizer="adam", lr_schedule=None,
+                 augment=True, test_time_augment=False, label_smoothing=0.0, class_weight=None,
+                 max_epochs=50, batch_size=64, train_split=None, callbacks=None, warm_start=False,
+                 verbose=0, device="cpu", random_state=None):
         self.patch_size = patch_size
         self.conv3d_channels = conv3d_channels
         self.spectral_kernels = spectral_kernels
@@ -879,6 +908,7 @@ class SDHSIClassifier(_SkorchPatchClassifier):
         self.optimizer = optimizer
         self.lr_schedule = lr_schedule
         self.augment = augment
+        self.test_time_augment = test_time_augment
         self.label_smoothing = label_smoothing
         self.class_weight = class_weight
         self.max_epochs = max_epochs

@@ -1,11 +1,12 @@
-"""Training-time augmentation of patches: the eight symmetries of the square.
+"""Augmentation of patches by the eight symmetries of the square.
 
 A land-cover label belongs to a patch's centre pixel and does not depend on which
 way the sensor faced, so flipping a patch or rotating it by a multiple of 90
 degrees keeps its label. :class:`DihedralCollate` applies one such symmetry,
 drawn at random per patch, to every training batch; the estimators use it as the
-training DataLoader's ``collate_fn`` when ``augment=True``. Prediction never goes
-through it.
+training DataLoader's ``collate_fn`` when ``augment=True``. At prediction,
+``test_time_augment=True`` averages the class probabilities of all eight
+symmetries of each patch instead (:func:`dihedral` and :func:`inverse_dihedral`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,26 @@ def dihedral(X, k):
     if k >= 4:
         X = torch.flip(X, dims=(-1,))
     return torch.rot90(X, k % 4, dims=(-2, -1))
+
+
+def inverse_dihedral(X, k):
+    """The inverse of :func:`dihedral`: ``inverse_dihedral(dihedral(X, k), k)`` is ``X``.
+
+    Dense prediction runs the network on a transformed scene and maps its output
+    back to the scene's own orientation with it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.arange(6).reshape(2, 3)
+    >>> all(torch.equal(inverse_dihedral(dihedral(x, k), k), x) for k in range(8))
+    True
+    """
+    k = int(k)
+    if not 0 <= k < N_SYMMETRIES:
+        raise ValueError(f"k must be an int in [0, {N_SYMMETRIES}); got {k}.")
+    X = torch.rot90(X, -(k % 4), dims=(-2, -1))
+    return torch.flip(X, dims=(-1,)) if k >= 4 else X
 
 
 def random_dihedral(X, generator=None):

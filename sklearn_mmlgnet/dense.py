@@ -41,6 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .augment import N_SYMMETRIES, dihedral, inverse_dihedral
 from .nn import MMLGNetModule, SDHSINet, TextSimilarityHead
 from .patches import _border_index, _check_pad_mode, _check_patch_size, _check_scene
 
@@ -182,16 +183,20 @@ def _autocast_dtype(autocast):
                      f"got {autocast!r}.")
 
 
-def _floats_per_pixel(module, n_channels):
-    """Rough float32 values a padded pixel costs across the convolution stages."""
+def _floats_per_pixel(module, n_channels, turned_copy=False):
+    """Rough float32 values a padded pixel costs across the convolution stages.
+
+    ``turned_copy``: test-time augmentation holds a turned copy of the tile's input too.
+    """
+    n_inputs = 2 * n_channels if turned_copy else n_channels
     if isinstance(module, SDHSINet):
-        total, depth = n_channels, n_channels
+        total, depth = n_inputs, n_channels
         for stage in module.stages3d:
             conv = stage[0]
             depth = depth - conv.kernel_size[0] + 1
             total += 2 * conv.out_channels * depth  # conv output and batch-norm output
         return total + 4 * module.conv2d[0].out_channels
-    total = n_channels
+    total = n_inputs
     for enc in (module.hsi, module.lidar):
         if enc is not None:
             total += sum(2 * s[0].out_channels for s in enc.stages) + 2 * enc.out_features
@@ -200,10 +205,10 @@ def _floats_per_pixel(module, n_channels):
     return total
 
 
-def _tile_shape(tile_size, module, n_channels, H, W, P):
+def _tile_shape(tile_size, module, n_channels, H, W, P, turned_copy=False):
     """(rows, cols) of the output pixels of a tile."""
-    if tile_size is None:
-        budget = _DEFAULT_TILE_FLOATS // _floats_per_pixel(module, n_channels)  # padded pixels
+    if tile_size is None:  # padded pixels:
+        budget = _DEFAULT_TILE_FLOATS // _floats_per_pixel(module, n_channels, turned_copy)
         side = max(P, math.isqrt(budget) - (P - 1))  # square tiles: the least halo
         if W <= side:  # narrow scenes: full-width tiles, as many rows as the budget allows
             return min(H, max(P, budget // (W + P - 1) - (P - 1))), W
@@ -347,6 +352,25 @@ def _sdhsi_logits(module, fused, x, P):
     return _head_on_parts(module.fc[0], module.fc[1:], parts)
 
 
+def _tile_proba(logits_fn, module, fused, x, P, symmetries):
+    """(R, W, n_classes) probabilities of a padded tile, summed over ``symmetries``.
+
+    The network runs on each symmetry of the tile; its output map is turned back
+    into the tile's own orientation before it is added.
+    """
+    R, W = x.shape[2] - P + 1, x.shape[3] - P + 1
+    total = None
+    for k in symmetries:
+        xk = dihedral(x, k)
+        logits = logits_fn(module, fused, xk, P)
+        proba = torch.softmax(logits.float(), dim=-1)
+        del logits
+        rk, wk = xk.shape[2] - P + 1, xk.shape[3] - P + 1
+        proba = inverse_dihedral(proba.t().reshape(-1, rk, wk), k)  # (n_classes, R, W)
+        total = proba if total is None else total + proba
+    return total.permute(1, 2, 0).reshape(R, W, -1)
+
+
 def _transform_pixels(slab, transformers):
     """Apply per-pixel transformers to a (rows, cols, C) slab, as P = 1 patches."""
     if not transformers:
@@ -410,7 +434,11 @@ def iter_dense_proba(estimator, hsi, lidar, patch_size=11, pad_mode="reflect", m
     device = next(module.parameters()).device
     P = clf.patch_size_
     h = P // 2
-    tile_rows, tile_cols = _tile_shape(tile_size, module, n_scene, H, W, P)
+    # A symmetry of the whole tile is that symmetry of every patch in it (the halo is
+    # read by the same rule on every side), so test-time augmentation is exact here too.
+    symmetries = range(N_SYMMETRIES) if clf._test_time_augment() else [0]
+    tile_rows, tile_cols = _tile_shape(tile_size, module, n_scene, H, W, P,
+                                       turned_copy=len(symmetries) > 1)
     was_training = module.training
     module.eval()  # batch norm as its per-channel affine map, no dropout
     if isinstance(module, SDHSINet):
@@ -462,11 +490,11 @@ def iter_dense_proba(estimator, hsi, lidar, patch_size=11, pad_mode="reflect", m
             x = torch.from_numpy(np.ascontiguousarray(slab)).permute(2, 0, 1)[None]
             del slab
             with torch.inference_mode(), amp_ctx:
-                logits = logits_fn(module, fused, x.to(device), P)
-                proba = torch.softmax(logits.float(), dim=-1).cpu().numpy().astype(np.float64)
-            del x, logits
-            proba /= proba.sum(axis=1, keepdims=True)
-            yield int(r0), int(c0), proba.reshape(r1 - r0, c1 - c0, -1)
+                proba = _tile_proba(logits_fn, module, fused, x.to(device), P, symmetries)
+            del x
+            proba = proba.cpu().numpy().astype(np.float64)
+            proba /= proba.sum(axis=-1, keepdims=True)
+            yield int(r0), int(c0), proba
             bar.update(n_done)
     finally:
         bar.close()

@@ -209,6 +209,12 @@ class MMLGNetModule(nn.Module):
                     width += 2 * lidar_channels[k]
                 self.aux.append(make_head(width))
 
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        # Networks pickled by releases before the spectral path existed have none.
+        if not hasattr(self, "spectral"):
+            self.spectral = None
+
     def forward(self, X, return_aux=False):
         feats_h = self.hsi(X[:, : self.n_hsi_bands])
         feats_l = self.lidar(X[:, self.n_hsi_bands:]) if self.lidar is not None else []

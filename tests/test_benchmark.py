@@ -108,3 +108,24 @@ def test_per_head_scores_are_batched_and_equal_one_pass(tmp_path, monkeypatch):
     want = est[-1].head_scores(est[:-1].transform(X), scene.labels[r, c])
     assert got.keys() == want.keys()
     assert all(abs(got[k] - want[k]) < 1e-9 for k in want)
+
+
+def test_table_names_each_rows_epochs_when_runs_of_several_epoch_counts_are_merged():
+    def row(method, group, epochs=None):
+        r = dict(method=method, group=group, seed=0, per_class={1: 0.5, 2: 1.0}, OA=0.75,
+                 AA=0.75, kappa=0.5, fit_s=1.0, predict_s=0.1)
+        return r if epochs is None else dict(r, epochs=epochs)
+
+    meta = dict(scene=dict(dataset="synthetic", split="a split.", per_seed={0: [10, 20]},
+                           class_names={1: "a", 2: "b"}),
+                epochs=20, quick=False, patch_size=7, text=dict(text_encoder="sentence-transformers"),
+                searches={}, test_time_augment=True)
+    rows = [row("MMLGNet (symmetric loss)", "MMLGNet", 5),
+            row("SDHSI-Net without self-distillation", "self-distillation", 20),
+            row("KNN (tuned), centre pixel", "baseline")]
+    table = benchmark.markdown_table(rows, meta)
+    assert "networks: 5 / 20 epochs (row 'epochs')" in table
+    assert "| epochs | 5 | 20 | — |" in table
+    assert "mean of its patch's 8 symmetries (test_time_augment=True)" in table
+    one = benchmark.markdown_table(rows[:1] + rows[2:], meta)  # one epoch count: no row
+    assert "networks: 5 epochs fixed" in one and "| epochs |" not in one

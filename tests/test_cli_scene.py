@@ -63,6 +63,47 @@ def test_fit_then_predict_writes_a_georeferenced_map(tmp_path, capsys):
     np.testing.assert_array_equal(proba.argmax(axis=0)[scene.valid_mask] + 1, got[scene.valid_mask])
 
 
+@requires_st
+def test_predict_with_test_time_augment_averages_the_symmetries(tmp_path):
+    h, l, gt, _ = write_scene(tmp_path)
+    mpath = tmp_path / "model.joblib"
+    assert main(["fit", "--hsi", h, "--lidar", l, "--labels", gt, "--out", str(mpath),
+                 "--text-encoder", "sentence-transformers", *TINY]) == 0
+    model = load_model(mpath)
+    plain = predict_raster(model, h, l, tmp_path / "plain.tif", proba=True, block_size=16)
+    model.set_params(mmlgnetclassifier__test_time_augment=True)
+    ref = predict_raster(model, h, l, tmp_path / "ref.tif", proba=True, block_size=16)
+    out = tmp_path / "tta.tif"
+    assert main(["predict", str(mpath), "--hsi", h, "--lidar", l, "--out", str(out), "--proba",
+                 "--block-size", "16", "--quiet", "--test-time-augment"]) == 0
+
+    def read(path):
+        with rasterio.open(proba_path_for(path)) as src:
+            return src.read()
+
+    np.testing.assert_allclose(read(out), read(ref), rtol=0, atol=1e-6)
+    assert np.nanmax(np.abs(read(out) - read(plain))) > 1e-4  # NaN: nodata pixels
+
+
+def test_test_time_augment_on_a_model_without_it_is_one_line(tmp_path, capsys):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from sklearn_mmlgnet._cli_scene import save_model
+    from sklearn_mmlgnet.preprocessing import CenterPixel
+
+    h, l, _, _ = write_scene(tmp_path)
+    rng = np.random.RandomState(0)
+    model = make_pipeline(CenterPixel(), LogisticRegression()).fit(
+        rng.normal(size=(20, 7, 3, 3)), np.arange(20) % 2)
+    save_model(model, tmp_path / "lr.joblib")
+    code = main(["predict", str(tmp_path / "lr.joblib"), "--hsi", h, "--lidar", l, "--out",
+                 str(tmp_path / "x.tif"), "--quiet", "--test-time-augment"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0
+    assert "--test-time-augment" in err and "no test_time_augment parameter" in err
+
+
 def _tiny_estimator():
     return MMLGNetClassifier(text_embeddings=np.eye(3, 8), hsi_channels=(8,), lidar_channels=(4,),
                              fusion_dim=8, max_epochs=2, lr=1e-2, random_state=0)

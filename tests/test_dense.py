@@ -81,6 +81,26 @@ def test_dense_equals_patch_prediction_at_borders_and_interior(scene, name):
     np.testing.assert_array_equal(labels.ravel(), clf.predict(X))
 
 
+@pytest.mark.parametrize("name", ["hsi+lidar, text head", "hsi+lidar, self-distillation, 3 vs 1 stages",
+                                  "sdhsi"])
+@pytest.mark.parametrize("pad_mode", ["reflect", "constant"])
+def test_dense_test_time_augmentation_equals_the_patch_path(scene, name, pad_mode):
+    # A non-square scene and tiles: the quarter turns swap each tile's rows and columns.
+    hsi, lidar, rows, cols, y = scene
+    H, W = hsi.shape[:2]
+    hsi_only = "sdhsi" in name
+    X = extract_patches(hsi, None if hsi_only else lidar, rows, cols, P, pad_mode=pad_mode)
+    clf = MODELS[name]().fit(X, y)
+    plain = predict_scene_proba(clf, hsi, None if hsi_only else lidar, P, pad_mode=pad_mode,
+                                method="dense")
+    clf.set_params(test_time_augment=True)
+    ref = clf.predict_proba(X)
+    dense = predict_scene_proba(clf, hsi, None if hsi_only else lidar, P, pad_mode=pad_mode,
+                                method="dense", tile_size=(4, 9))
+    _assert_same(dense, ref, H, W)
+    assert np.abs(dense - plain).max() > 1e-3  # the symmetries did change the map
+
+
 @pytest.mark.parametrize("pad_mode", ["symmetric", "edge", "constant"])
 def test_dense_follows_every_pad_mode_of_extract_patches(scene, pad_mode):
     hsi, lidar, rows, cols, y = scene

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -124,6 +125,55 @@ def test_predict_with_augment_is_that_of_the_same_weights_without(problem, make)
     assert not np.allclose(same_seed.predict_proba(X), p)
 
 
+@pytest.mark.parametrize("make", [
+    lambda **kw: MMLGNetClassifier(**TINY, **kw),
+    lambda **kw: SDHSIClassifier(**dict(SDHSI_TINY, self_distillation=True), **kw),
+], ids=["MMLGNet", "SDHSI"])
+def test_test_time_augment_averages_the_eight_symmetries(problem, make):
+    X, y = problem
+    clf = make(max_epochs=2).fit(X, y)
+    plain = clf.predict_proba(X)
+    images = [dihedral(torch.as_tensor(X), k).numpy() for k in range(N_SYMMETRIES)]
+    by_hand = np.mean([clf.predict_proba(img) for img in images], axis=0)
+    heads_plain = clf.head_scores(X, y)
+    clf.set_params(test_time_augment=True)  # read at predict: no refit needed
+    tta = clf.predict_proba(X)
+    np.testing.assert_allclose(tta, by_hand, rtol=0, atol=1e-6)
+    assert np.abs(tta - plain).max() > 1e-3
+    np.testing.assert_allclose(tta.sum(1), 1)
+    np.testing.assert_array_equal(clf.predict(X), clf.classes_[by_hand.argmax(1)])
+    # every symmetry of a patch gets the same prediction
+    np.testing.assert_allclose(clf.predict_proba(images[5]), tta, rtol=0, atol=1e-6)
+    # head_scores follows predict: its final head scores what predict scores
+    heads = clf.head_scores(X, y)
+    assert heads["final"] == np.mean(clf.predict(X) == y)
+    assert set(heads) == set(heads_plain)
+
+
+def test_test_time_augment_leaves_training_and_warm_start_alone(problem):
+    X, y = problem
+    a = MMLGNetClassifier(max_epochs=2, **TINY).fit(X, y)
+    b = MMLGNetClassifier(max_epochs=2, test_time_augment=True, **TINY).fit(X, y)
+    for pa, pb in zip(a.net_.module_.parameters(), b.net_.module_.parameters()):
+        assert torch.equal(pa, pb)
+    net = b.net_
+    b.set_params(warm_start=True, test_time_augment=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not a parameter that defines the network
+        b.fit(X, y)
+    assert b.net_ is net and len(b.history_) == 4
+
+
+@pytest.mark.parametrize("cls", [MMLGNetClassifier, SDHSIClassifier])
+def test_bad_test_time_augment_is_named_at_predict(problem, cls):
+    X, y = problem
+    kw = dict(TINY) if cls is MMLGNetClassifier else dict(SDHSI_TINY)
+    clf = cls(max_epochs=1, **kw).fit(X, y)
+    clf.set_params(test_time_augment="yes")
+    with pytest.raises(ValueError, match="test_time_augment must be True or False; got 'yes'"):
+        clf.predict(X)
+
+
 # ------------------------------------------------------------------- optimizer, schedule
 def test_adamw_is_the_default_optimizer_and_adam_is_used_when_asked(problem):
     X, y = problem
@@ -224,6 +274,7 @@ def test_warm_start_applies_changed_optimizer_and_augment(problem):
     (dict(lr_schedule="step"), r"lr_schedule must be one of \(None, 'cosine'\); got 'step'"),
     (dict(lr_schedule="cosine", callbacks="disable"), "lr_schedule='cosine' adds a callback"),
     (dict(augment="yes"), "augment must be True or False; got 'yes'"),
+    (dict(test_time_augment=1), "test_time_augment must be True or False; got 1"),
     (dict(label_smoothing=1.0), "label_smoothing must be a finite float >= 0 and < 1; got 1.0"),
     (dict(label_smoothing=-0.1), "label_smoothing must be"),
 ])
@@ -246,6 +297,19 @@ def test_a_model_with_every_lever_pickles_and_goes_on_training(problem):
     copy.set_params(warm_start=True)
     copy.fit(X, y)
     np.testing.assert_allclose(copy.history_[:, "event_lr"], [TINY["lr"], TINY["lr"] / 2] * 2)
+
+
+def test_a_model_pickled_by_an_earlier_release_still_predicts(problem):
+    # Earlier releases had no spectral path on the network and no test_time_augment.
+    import pickle
+
+    X, y = problem
+    clf = MMLGNetClassifier(max_epochs=1, spectral_channels=(), **TINY).fit(X, y)
+    expected = clf.predict_proba(X)
+    del clf.net_.module_.spectral
+    del clf.test_time_augment
+    old = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(old.predict_proba(X), expected)
 
 
 # ------------------------------------------------------------------- spectral path
