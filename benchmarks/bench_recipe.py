@@ -11,16 +11,22 @@ class confined to one block cannot be in every fold's inner train, hence
 ``min_train=0``.) Each row fits
 ``BandStandardScaler -> MMLGNetClassifier`` (HSI only, the packaged offline text
 model, ``--epochs`` fixed epochs) with one lever changed from today's defaults,
-next to the tuned centre-pixel SVM on the same split. Prints inner-validation OA /
-AA (%) mean +/- std over seeds, the paired difference from the first network row
-on the same seed (mean +/- std), and seconds per fit (mean over folds and seeds).
+next to the tuned centre-pixel SVM on the same split (a row may also set the
+epochs, ``max_epochs``, or the PCA in front of the network, ``pca``). Prints
+inner-validation OA / AA (%) mean +/- std over seeds, the paired difference from
+the first network row on the same seed (mean +/- std), and seconds per fit (mean
+over folds and seeds). ``--dataset idtrees`` runs the same rows on IDTReeS: seed s
+takes the training pixels of the benchmark's plot-grouped outer fold s, cut into 3
+plot-grouped inner folds, with PCA 30 + canopy height and 7 x 7 patches.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_recipe.py --data-home ../shared/data --seeds 0 1 2
     OMP_NUM_THREADS=1 python benchmarks/bench_recipe.py --sdhsi --seeds 0 1 2   # SDHSI heads
 
 ``--sdhsi`` runs the SDHSI-Net rows instead (without / with self-distillation,
 and with smaller auxiliary weights) and prints each head's inner-validation
-accuracy (``head_scores``).
+accuracy (``head_scores``). ``--class-similarity`` prints, instead of fitting, how
+close the language head's class prototypes are: the cosine similarities of the
+scene's class-name embeddings (packaged offline text model, default prompts).
 """
 
 from __future__ import annotations
@@ -66,6 +72,11 @@ MMLG_ROWS = {
     # prediction only: the mean of the 8 symmetries of each patch
     "test_time_augment=True": dict(test_time_augment=True),
     "dropout=0.3": dict(dropout=0.3),
+    # the language head's temperature, and the same encoders with a CE head
+    "temperature=0.03": dict(temperature=0.03),
+    "temperature=0.15": dict(temperature=0.15),
+    "learn_temperature=True": dict(learn_temperature=True),
+    "loss='cross_entropy' (no language)": dict(loss="cross_entropy"),
     # the epoch count, which the benchmark fixes per scene (--epochs)
     "max_epochs=3": dict(max_epochs=3),
     "max_epochs=5": dict(max_epochs=5),
@@ -148,6 +159,28 @@ def head_hits(est, X, y):
     return {k: v * seen.sum() for k, v in h.items()}
 
 
+def class_similarity(class_names, temperature=0.07):
+    """Print the pairwise cosines of the class-name embeddings the language head scores against.
+
+    The head's logit for class c is cos(v, t_c) / temperature, so two classes whose
+    unit embeddings lie ||t_a - t_b|| apart can differ by at most that / temperature in
+    logit, whatever the image features v.
+    """
+    from sklearn_mmlgnet.text import encode_class_names, make_text_encoder
+
+    names = list(class_names.values())
+    E = np.asarray(encode_class_names(names, encoder=make_text_encoder("sentence-transformers")))
+    E = E / np.linalg.norm(E, axis=1, keepdims=True)
+    C = E @ E.T
+    off = C[~np.eye(len(C), dtype=bool)]
+    i, j = np.unravel_index(np.argmax(C - 2 * np.eye(len(C))), C.shape)
+    dist = float(np.linalg.norm(E[i] - E[j]))
+    print(f"{len(names)} classes; off-diagonal cosine min {off.min():.3f}, mean {off.mean():.3f}, "
+          f"max {off.max():.3f}")
+    print(f"closest pair: {names[i]!r} and {names[j]!r}: cosine {C[i, j]:.3f}, distance "
+          f"{dist:.3f}, largest logit gap at temperature {temperature}: {dist / temperature:.1f}")
+
+
 def score(y_true, y_pred):
     return 100 * overall_accuracy(y_true, y_pred), 100 * average_accuracy(y_true, y_pred)
 
@@ -162,7 +195,17 @@ def main(argv=None):
     parser.add_argument("--sdhsi", action="store_true", help="the SDHSI-Net rows instead")
     parser.add_argument("--no-svm", action="store_true")
     parser.add_argument("--out", help="JSON file of per-fit results (appended as they come)")
+    parser.add_argument("--class-similarity", action="store_true",
+                        help="print how close the class-name embeddings are, and stop")
     args = parser.parse_args(argv)
+    if args.class_similarity:
+        if args.dataset == "idtrees":
+            from sklearn_mmlgnet.datasets import load_idtrees
+
+            names = load_idtrees(args.data_home, patch_size=1).class_names
+        else:
+            names = load_jasper_ridge(args.data_home, random_state=0).class_names
+        return class_similarity(names)
 
     rows = SDHSI_ROWS if args.sdhsi else MMLG_ROWS
     names = [n for n in rows if not args.rows or n in args.rows]
