@@ -77,6 +77,8 @@ MMLG_ROWS = {
     "temperature=0.15": dict(temperature=0.15),
     "learn_temperature=True": dict(learn_temperature=True),
     "loss='cross_entropy' (no language)": dict(loss="cross_entropy"),
+    "text_adapter=1": dict(text_adapter=1.0),
+    "text_adapter=0.1": dict(text_adapter=0.1),
     # the epoch count, which the benchmark fixes per scene (--epochs)
     "max_epochs=3": dict(max_epochs=3),
     "max_epochs=5": dict(max_epochs=5),

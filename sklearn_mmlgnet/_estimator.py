@@ -563,6 +563,11 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         LiDAR, :class:`~sklearn_mmlgnet.nn.SpectralMLP`) whose features are fused
         next to the CNN encoders'. It gives the network the centre-pixel view a
         classic SVM classifies with. ``()`` or ``None`` builds no spectral path.
+    text_adapter : float, default=0.0
+        Scale ``a`` of a learnt residual on the class text embeddings: the language
+        head scores against ``normalize(text_c + a * r_c)``, ``r`` starting at 0
+        (:class:`~sklearn_mmlgnet.nn.TextSimilarityHead`). ``0`` keeps them frozen, as
+        the paper. For classes whose names embed close together (docs: defaults).
     self_distillation : bool, default=False
         Add a head after every encoder stage but the last, taught by the final
         head (SDHSI-Net's self-distillation); inference uses the final head only.
@@ -676,7 +681,7 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
                  prompt_templates=None, text_encoder="open_clip", clip_model="ViT-B-32",
                  clip_pretrained="openai", text_model=None, text_embeddings=None,
                  cache_dir=None, hsi_channels=(64, 128), lidar_channels=(32, 64),
-                 fusion_dim=256, dropout=0.1, spectral_channels=(256, 128),
+                 fusion_dim=256, dropout=0.1, spectral_channels=(256, 128), text_adapter=0.0,
                  self_distillation=False,
                  distill_temperature=5.0, distill_weight=0.1, aux_ce_weight=0.8,
                  lr=5e-4, weight_decay=1e-2, optimizer="adamw", lr_schedule="cosine",
@@ -701,6 +706,7 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         self.fusion_dim = fusion_dim
         self.dropout = dropout
         self.spectral_channels = spectral_channels
+        self.text_adapter = text_adapter
         self.self_distillation = self_distillation
         self.distill_temperature = distill_temperature
         self.distill_weight = distill_weight
@@ -727,6 +733,7 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         if self.loss not in _LOSSES:
             raise ValueError(f"loss must be one of {_LOSSES}; got {self.loss!r}.")
         check_real(self.temperature, "temperature", low=0, low_inclusive=False)
+        check_real(self.text_adapter, "text_adapter", low=0)
         bound = float(np.exp(-_MAX_LOGIT_SCALE))
         if self.learn_temperature and self.temperature < bound:
             raise ValueError(
@@ -786,7 +793,7 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
             learn_temperature=bool(self.learn_temperature),
             head="linear" if self.loss == "cross_entropy" else "text",
             aux_heads=bool(self.self_distillation), dropout=float(self.dropout),
-            spectral_channels=spectral_channels)
+            spectral_channels=spectral_channels, text_adapter=float(self.text_adapter))
         attributes = dict(n_hsi_bands_=n_hsi, class_names_=class_names,
                           text_embeddings_=embeddings, text_encoder_info_=encoder_info)
         return MMLGNetModule, module_kwargs, self._criterion_kwargs(self.loss), attributes

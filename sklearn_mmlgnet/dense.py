@@ -303,7 +303,7 @@ def _text_head(head):
         return head
     with torch.no_grad():  # in float64, then stored in float32
         W, b = head.proj.weight.double(), head.proj.bias.double()
-        T = head.text.double()
+        T = head.class_embeddings().double()
         Q, R = torch.linalg.qr(W)  # (D, F), (F, F)
         b_par = Q.t() @ b
         b_perp = b - Q @ b_par

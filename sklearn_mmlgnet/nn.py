@@ -126,22 +126,39 @@ class SpectralMLP(nn.Module):
 class TextSimilarityHead(nn.Module):
     """Project features to the text space and score them against class embeddings.
 
-    ``logits = scale * cos(proj(features), text_c)`` with ``scale = 1 / temperature``.
+    ``logits = scale * cos(proj(features), t_c)`` with ``scale = 1 / temperature``.
     The text embeddings are a buffer: frozen, saved with the module, never trained.
+    With ``adapter > 0`` the class prototypes are ``t_c = normalize(text_c + adapter *
+    r_c)``, with a learnt residual ``r`` that starts at 0 (a task residual, as in
+    TaskRes, Yu et al., CVPR 2023): training starts from the language embeddings and
+    may move classes the text places too close together apart.
     """
 
-    def __init__(self, in_features, text_embeddings, logit_scale):
+    def __init__(self, in_features, text_embeddings, logit_scale, adapter=0.0):
         super().__init__()
         self.proj = nn.Linear(in_features, text_embeddings.shape[1])
         self.logit_scale = logit_scale  # shared nn.Parameter
         self.register_buffer("text", F.normalize(text_embeddings.float(), dim=1))
+        self.adapter = float(adapter)
+        self.residual = nn.Parameter(torch.zeros_like(self.text)) if adapter else None
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if not hasattr(self, "residual"):  # pickled by a release before the adapter
+            self.adapter, self.residual = 0.0, None
+
+    def class_embeddings(self):
+        """The unit class prototypes ``t_c`` the features are scored against."""
+        if self.residual is None:
+            return self.text
+        return F.normalize(self.text + self.adapter * self.residual, dim=1)
 
     def forward(self, features):
         v = F.normalize(self.proj(features), dim=1)
         # No clamp here: a clamp in forward kills the gradient once the scale passes
         # the bound. As CLIP, the estimator clamps a learnt scale's data after each
         # optimizer step instead, and a fixed one may exceed the bound.
-        return self.logit_scale.exp() * v @ self.text.t()
+        return self.logit_scale.exp() * v @ self.class_embeddings().t()
 
 
 class MMLGNetModule(nn.Module):
@@ -172,12 +189,15 @@ class MMLGNetModule(nn.Module):
     spectral_channels : tuple of int
         Widths of the :class:`SpectralMLP` on the centre pixel's bands (HSI and
         LiDAR), fused next to the CNN features; ``()`` builds no spectral path.
+    text_adapter : float
+        ``adapter`` of every :class:`TextSimilarityHead`; 0 keeps the class text
+        embeddings frozen.
     """
 
     def __init__(self, n_hsi_bands, n_lidar_bands, text_embeddings, hsi_channels=(64, 128),
                  lidar_channels=(32, 64), fusion_dim=256, temperature=0.07,
                  learn_temperature=False, head="text", aux_heads=False, dropout=0.1,
-                 spectral_channels=()):
+                 spectral_channels=(), text_adapter=0.0):
         super().__init__()
         self.n_hsi_bands = n_hsi_bands
         self.hsi = ConvEncoder(n_hsi_bands, hsi_channels)
@@ -196,7 +216,8 @@ class MMLGNetModule(nn.Module):
 
         def make_head(in_features):
             if head == "text":
-                return TextSimilarityHead(in_features, text_embeddings, self.logit_scale)
+                return TextSimilarityHead(in_features, text_embeddings, self.logit_scale,
+                                          adapter=text_adapter)
             return nn.Linear(in_features, n_classes)
 
         self.head = make_head(fusion_dim)

@@ -62,6 +62,9 @@ MODELS = {
     "hsi+lidar, no spectral path": lambda: MMLGNetClassifier(**dict(TINY, spectral_channels=())),
     "hsi+lidar, two-stage spectral path": lambda: MMLGNetClassifier(
         **dict(TINY, spectral_channels=(6, 5))),
+    "hsi+lidar, text adapter, text wider than the fused features": lambda: MMLGNetClassifier(
+        **dict(TINY, text_embeddings=np.random.RandomState(1).normal(size=(3, 16)),
+               text_adapter=1.0)),
     "sdhsi": lambda: SDHSIClassifier(**SD_TINY),
     "sdhsi without self-distillation": lambda: SDHSIClassifier(self_distillation=False, **SD_TINY),
 }

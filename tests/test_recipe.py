@@ -312,6 +312,47 @@ def test_a_model_pickled_by_an_earlier_release_still_predicts(problem):
     np.testing.assert_array_equal(old.predict_proba(X), expected)
 
 
+# -------------------------------------------------------------------- text adapter
+def test_text_adapter_starts_at_the_text_embeddings_and_learns_a_residual(problem):
+    X, y = problem
+    frozen = MMLGNetClassifier(max_epochs=2, **TINY).fit(X, y)
+    assert frozen.net_.module_.head.residual is None
+    assert not any("residual" in n for n, _ in frozen.net_.module_.named_parameters())
+    head = MMLGNetClassifier(max_epochs=1, text_adapter=0.5, **TINY).fit(X, y).net_.module_.head
+    text = torch.nn.functional.normalize(torch.as_tensor(EMB), dim=1)
+    torch.testing.assert_close(head.text, text)  # the language embeddings stay frozen
+    moved = head.class_embeddings().detach()
+    assert head.residual.abs().max() > 0 and not torch.allclose(moved, text)
+    torch.testing.assert_close(moved.norm(dim=1), torch.ones(3))
+    # the prototypes are normalize(text + a * r)
+    torch.testing.assert_close(
+        moved, torch.nn.functional.normalize(text + 0.5 * head.residual.detach(), dim=1))
+    # a zero residual scores exactly as the frozen head with the same projection
+    with torch.no_grad():
+        head.residual.zero_()
+        z = torch.randn(4, head.proj.in_features)
+        v = torch.nn.functional.normalize(head.proj(z), dim=1)
+        torch.testing.assert_close(head(z), head.logit_scale.exp() * v @ text.t())
+
+
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), "large"])
+def test_bad_text_adapter_is_named(problem, bad):
+    X, y = problem
+    with pytest.raises(ValueError, match="text_adapter"):
+        MMLGNetClassifier(max_epochs=1, text_adapter=bad, **TINY).fit(X, y)
+
+
+def test_a_text_head_pickled_before_the_adapter_still_predicts(problem):
+    import pickle
+
+    X, y = problem
+    clf = MMLGNetClassifier(max_epochs=1, **TINY).fit(X, y)
+    expected = clf.predict_proba(X)
+    head = clf.net_.module_.head
+    del head.adapter, head.residual
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(X), expected)
+
+
 # ------------------------------------------------------------------- spectral path
 def test_spectral_path_reads_the_centre_pixel_only():
     torch.manual_seed(0)
