@@ -335,13 +335,6 @@ def test_text_adapter_starts_at_the_text_embeddings_and_learns_a_residual(proble
         torch.testing.assert_close(head(z), head.logit_scale.exp() * v @ text.t())
 
 
-@pytest.mark.parametrize("bad", [-0.1, float("nan"), "large"])
-def test_bad_text_adapter_is_named(problem, bad):
-    X, y = problem
-    with pytest.raises(ValueError, match="text_adapter"):
-        MMLGNetClassifier(max_epochs=1, text_adapter=bad, **TINY).fit(X, y)
-
-
 def test_a_text_head_pickled_before_the_adapter_still_predicts(problem):
     import pickle
 
@@ -402,11 +395,14 @@ def test_spectral_path_changes_predictions_when_context_is_unchanged():
     assert module.fusion[0].in_features == without.fusion[0].in_features + 4
 
 
-@pytest.mark.parametrize("bad", [(0,), (8, -1), "wide", 2.5])
-def test_bad_spectral_channels_are_named(problem, bad):
+@pytest.mark.parametrize("name, bad", [
+    ("spectral_channels", (0,)), ("spectral_channels", (8, -1)), ("spectral_channels", "wide"),
+    ("spectral_channels", 2.5), ("text_adapter", -0.1), ("text_adapter", float("nan")),
+    ("text_adapter", "large")])
+def test_bad_network_parameters_are_named(problem, name, bad):
     X, y = problem
-    with pytest.raises(ValueError, match="spectral_channels"):
-        MMLGNetClassifier(max_epochs=1, spectral_channels=bad, **TINY).fit(X, y)
+    with pytest.raises(ValueError, match=name):
+        MMLGNetClassifier(max_epochs=1, **{name: bad}, **TINY).fit(X, y)
 
 
 # ------------------------------------------------------------------- class weights
