@@ -195,6 +195,9 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--rows", nargs="*", help="row names to run (default: all)")
     parser.add_argument("--sdhsi", action="store_true", help="the SDHSI-Net rows instead")
+    parser.add_argument("--sdhsi-pca", type=int, default=30,
+                        help="PCA components in front of SDHSI-Net (default: 30, as the Jasper "
+                             "rows of docs/self_distillation; the benchmark gives it 15)")
     parser.add_argument("--no-svm", action="store_true")
     parser.add_argument("--out", help="JSON file of per-fit results (appended as they come)")
     parser.add_argument("--class-similarity", action="store_true",
@@ -217,6 +220,9 @@ def main(argv=None):
 
         idt = load_idtrees(args.data_home, patch_size=IDTREES_PATCH)
         data = {seed: idtrees_inner_folds(idt, seed) for seed in args.seeds}
+        if args.sdhsi:  # HSI only, as the benchmark's SDHSI-Net rows: drop the CHM band
+            data = {seed: (scene, X[:, :-1], y, folds)
+                    for seed, (scene, X, y, folds) in data.items()}
     else:
         data = {seed: inner_folds(args.data_home, seed) for seed in args.seeds}
     for seed, (scene, X, y, folds) in data.items():
@@ -257,7 +263,8 @@ def main(argv=None):
                 def build(scene, seed=seed, name=name):
                     return make_pipeline(
                         BandStandardScaler(),
-                        SpectralPCA(n_components=30, n_lidar_bands=0, random_state=seed),
+                        SpectralPCA(n_components=args.sdhsi_pca, n_lidar_bands=0,
+                                    random_state=seed),
                         SDHSIClassifier(max_epochs=args.epochs, random_state=seed, **rows[name]))
             else:  # as the benchmark's MMLGNet row (IDTReeS: PCA 30 + CHM)
                 def build(scene, seed=seed, name=name):
@@ -268,8 +275,10 @@ def main(argv=None):
     if args.dataset == "idtrees":
         print(f"\nIDTReeS, inner validation: seed s takes the training pixels of the benchmark's "
               f"plot-grouped outer fold s % 3 (its test pixels unused), pooled out-of-fold "
-              f"predictions of 3 plot-grouped inner folds; patch {IDTREES_PATCH}, PCA 30 + CHM. "
-              f"Seeds {args.seeds}, MMLGNet {args.epochs} epochs\n")
+              f"predictions of 3 plot-grouped inner folds; patch {IDTREES_PATCH}, "
+              + (f"HSI only, PCA {args.sdhsi_pca}. Seeds {args.seeds}, SDHSI-Net"
+                 if args.sdhsi else f"PCA 30 + CHM. Seeds {args.seeds}, MMLGNet")
+              + f" {args.epochs} epochs\n")
     else:
         print(f"\nJasper Ridge, inner validation: pooled out-of-fold predictions of "
               f"SpatialBlockKFold(3 folds, block 32, patch {PATCH}) over the training pixels; "
