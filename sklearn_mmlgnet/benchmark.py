@@ -48,9 +48,9 @@ DEFAULT_PATCH_SIZE = {"idtrees": 7}
 #: first convolution a dozen times dearer for little gain.
 NETWORK_PCA = {"idtrees": 30}
 #: Whether the MMLGNet rows predict with ``test_time_augment=True`` (the mean of each
-#: patch's 8 symmetries): on inner validation it added 0.26 OA on Jasper Ridge and 0.27
-#: on IDTReeS, on every seed (docs/defaults.rst), at 8 times the prediction cost, which is
-#: why the estimator leaves it off by default.
+#: patch's 8 symmetries): on inner validation it added 0.26 OA on Jasper Ridge and 0.11
+#: to 0.27 on IDTReeS, ahead on 10 of 12 paired seeds (docs/defaults.rst), at 8 times the
+#: prediction cost, which is why the estimator leaves it off by default.
 NETWORK_TTA = True
 #: PCA components of SDHSI-Net's input on every dataset: 15 is as accurate as 30 on inner
 #: validation of Jasper Ridge's training pixels and 3.7x cheaper (docs/self_distillation.rst).
