@@ -63,6 +63,7 @@ MMLG_ROWS = {
     "label_smoothing=0": dict(label_smoothing=0.0),
     "spectral_channels=(128,)": dict(spectral_channels=(128,)),
     "class_weight='balanced'": dict(class_weight="balanced"),
+    "class_weight='balanced_sqrt'": dict(class_weight="balanced_sqrt"),
     # IDTReeS' flips row was measured while (128,) was the default spectral path
     "spectral_channels=(128,), augment=False": dict(spectral_channels=(128,), augment=False),
     # not levers of the recipe but its scale: few hundred patches, 30 epochs

@@ -42,6 +42,7 @@ from .text import DEFAULT_TEMPLATES, encode_class_names, make_text_encoder
 _LOSSES = ("symmetric", "image_to_text", "cross_entropy")
 _OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 _LR_SCHEDULES = (None, "cosine")
+_BALANCED = ("balanced", "balanced_sqrt")
 
 # How a parameter changed since the last fit reaches a warm-started network:
 # skorch's own settings are set on the fitted net in place, the loss weights
@@ -320,9 +321,10 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}.")
         if not (self.class_weight is None or isinstance(self.class_weight, dict)
-                or (isinstance(self.class_weight, str) and self.class_weight == "balanced")):
+                or (isinstance(self.class_weight, str) and self.class_weight in _BALANCED)):
             raise ValueError(
-                f"class_weight must be None, 'balanced' or a dict {{label: weight}}; got "
+                f"class_weight must be None, 'balanced', 'balanced_sqrt' or a dict "
+                f"{{label: weight}}; got "
                 f"{self.class_weight!r}.")
         check_device(self.device)
 
@@ -443,16 +445,20 @@ def _check_labels(y):
 
 
 def _class_weight(class_weight, classes, y):
-    """Per-class loss weights in ``classes`` order, as scikit-learn computes them, or None."""
+    """Per-class loss weights in ``classes`` order, as scikit-learn computes them, or None.
+
+    ``"balanced_sqrt"`` is the square root of the ``"balanced"`` weights.
+    """
     if class_weight is None:
         return None
     from sklearn.utils.class_weight import compute_class_weight
 
+    sqrt = class_weight == "balanced_sqrt"
     try:
-        weights = compute_class_weight(class_weight, classes=classes, y=y)
+        weights = compute_class_weight("balanced" if sqrt else class_weight, classes=classes, y=y)
     except ValueError as exc:
         raise ValueError(f"class_weight: {exc}") from exc
-    return weights.astype(np.float32)
+    return (np.sqrt(weights) if sqrt else weights).astype(np.float32)
 
 
 def _same_weights(a, b):
@@ -609,12 +615,14 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         validation of the real scenes' training pixels (:doc:`/defaults`); the
         settings of earlier releases are ``spectral_channels=(), optimizer="adam",
         weight_decay=0, lr_schedule=None, augment=False, label_smoothing=0``.
-    class_weight : None, "balanced" or dict, default=None
+    class_weight : None, "balanced", "balanced_sqrt" or dict, default=None
         Weights of the cross-entropy against the labels (the image->text term of the
         symmetric loss, the whole loss otherwise; not the students' terms):
         ``"balanced"`` is scikit-learn's ``n_samples / (n_classes * n_c)``, computed from
-        each fit's ``y``, so a rare class weighs as much as a common one; a dict maps
-        labels to weights (unlisted labels weigh 1).
+        each fit's ``y``, so a rare class weighs as much as a common one;
+        ``"balanced_sqrt"`` its square root, a gentler correction (a class 100 times
+        rarer weighs 10 times more); a dict maps labels to weights (unlisted labels weigh
+        1).
     max_epochs : int, default=100
     batch_size : int, default=64
     train_split : callable or None, default=None

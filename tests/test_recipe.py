@@ -419,6 +419,11 @@ def test_balanced_class_weight_reaches_the_criterion_from_each_fits_y(problem):
     clf.fit(X, y)
     np.testing.assert_allclose(clf.net_.criterion_.class_weight.numpy(), 1.0, rtol=1e-6)
     assert MMLGNetClassifier(max_epochs=1, **TINY).fit(X, y).net_.criterion_.class_weight is None
+    # the gentler form: the square root of the same weights, for both estimators
+    for cls, kw in ((MMLGNetClassifier, TINY), (SDHSIClassifier, SDHSI_TINY)):
+        gentle = cls(max_epochs=1, class_weight="balanced_sqrt", **kw).fit(Xi, yi)
+        np.testing.assert_allclose(gentle.net_.criterion_.class_weight.numpy(),
+                                   np.sqrt(expected), rtol=1e-6)
 
 
 def test_class_weight_weighs_the_image_to_text_term():
