@@ -24,7 +24,8 @@ plot-grouped inner folds, with PCA 30 + canopy height and 7 x 7 patches.
 
 ``--sdhsi`` runs the SDHSI-Net rows instead (without / with self-distillation,
 and with smaller auxiliary weights) and prints each head's inner-validation
-accuracy (``head_scores``). ``--class-similarity`` prints, instead of fitting, how
+accuracy (``head_scores``). ``--ensemble K`` predicts every network row as the
+mean of K initialisations. ``--class-similarity`` prints, instead of fitting, how
 close the language head's class prototypes are: the cosine similarities of the
 scene's class-name embeddings (packaged offline text model, default prompts).
 """
@@ -184,6 +185,11 @@ def class_similarity(class_names, temperature=0.07):
           f"{dist:.3f}, largest logit gap at temperature {temperature}: {dist / temperature:.1f}")
 
 
+def ensemble_name(row, ensemble):
+    """A row's name, marked when its prediction is the mean of several initialisations."""
+    return row if ensemble == 1 else f"{row} (mean of {ensemble} inits)"
+
+
 def score(y_true, y_pred):
     return 100 * overall_accuracy(y_true, y_pred), 100 * average_accuracy(y_true, y_pred)
 
@@ -201,6 +207,9 @@ def main(argv=None):
                              "rows of docs/self_distillation; the benchmark gives it 15)")
     parser.add_argument("--no-svm", action="store_true")
     parser.add_argument("--out", help="JSON file of per-fit results (appended as they come)")
+    parser.add_argument("--ensemble", type=int, default=1,
+                        help="average the probabilities of this many network initialisations "
+                             "(random_state = seed + 1000 i) per fold (default: 1)")
     parser.add_argument("--class-similarity", action="store_true",
                         help="print how close the class-name embeddings are, and stop")
     args = parser.parse_args(argv)
@@ -230,21 +239,35 @@ def main(argv=None):
         print(f"[seed {seed}] {len(y)} training px; inner folds (train / validation px): "
               + ", ".join(f"{len(tr)} / {len(va)}" for tr, va in folds), flush=True)
 
-    def run(row, seed, build, heads=False):
+    if args.ensemble < 1 or (args.ensemble > 1 and args.sdhsi):
+        parser.error("--ensemble takes an int >= 1, and 1 with --sdhsi")
+
+    def run(row, seed, build, heads=False, ensemble=args.ensemble):
         scene, X, y, folds = data[seed]
         pred = np.empty_like(y)
         seconds, hits = [], None
+        classes = np.unique(y)
         for tr, va in folds:
-            est = build(scene)
-            t0 = time.perf_counter()
-            est.fit(X[tr], y[tr])
-            seconds.append(time.perf_counter() - t0)
-            pred[va] = est.predict(X[va])
+            proba = np.zeros((len(va), len(classes)))
+            for i in range(ensemble):
+                est = build(scene)
+                if i:  # the first member is the single model of the other rows
+                    est[-1].set_params(random_state=seed + 1000 * i)
+                t0 = time.perf_counter()
+                est.fit(X[tr], y[tr])
+                seconds.append(time.perf_counter() - t0)
+                if ensemble == 1:
+                    pred[va] = est.predict(X[va])
+                else:  # a class the fold never trained on gets probability 0
+                    proba[:, np.searchsorted(classes, est[-1].classes_)] += est.predict_proba(X[va])
+            if ensemble > 1:
+                pred[va] = classes[proba.argmax(axis=1)]
             if heads:  # correct counts per head, pooled over folds
                 counts = head_hits(est, X[va], y[va])
                 hits = counts if hits is None else {k: hits[k] + counts[k] for k in hits}
         held = np.concatenate([va for _, va in folds])
         oa, aa = score(y[held], pred[held])
+        row = ensemble_name(row, ensemble)
         res = dict(row=row, seed=seed, oa=oa, aa=aa, seconds=float(np.mean(seconds)))
         if hits is not None:
             res["heads"] = {k: round(100 * float(v) / len(held), 2) for k, v in hits.items()}
@@ -257,7 +280,8 @@ def main(argv=None):
 
     if not args.no_svm:
         for seed in args.seeds:
-            run("tuned SVM (centre pixel)", seed, lambda scene: tuned_svm(random_state=seed))
+            run("tuned SVM (centre pixel)", seed, lambda scene: tuned_svm(random_state=seed),
+                ensemble=1)
     for name in names:
         for seed in args.seeds:
             if args.sdhsi:
@@ -285,7 +309,8 @@ def main(argv=None):
               f"SpatialBlockKFold(3 folds, block 32, patch {PATCH}) over the training pixels; "
               f"test split unused. Seeds {args.seeds}, "
               f"{'SDHSI-Net' if args.sdhsi else 'MMLGNet'} {args.epochs} epochs\n")
-    base = [r for r in results if r["row"] == names[0]] if names else []
+    base = ([r for r in results if r["row"] == ensemble_name(names[0], args.ensemble)]
+            if names else [])
     base = {r["seed"]: r for r in base}
     header = (f"| {'row':40s} | {'OA %':>14s} | {'AA %':>14s} | {'dOA (paired)':>13s} | "
               f"{'dAA (paired)':>13s} | {'fit s':>11s} |")
