@@ -398,7 +398,8 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
 
         With self-distillation the auxiliary (student) heads are scored next to the
         final one, which shows what each encoder stage learned. Without it only
-        ``"final"`` is reported.
+        ``"final"`` is reported. With ``test_time_augment=True`` every head scores the
+        mean of its probabilities over the 8 symmetries, as ``predict`` does.
 
         Returns
         -------
