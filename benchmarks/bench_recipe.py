@@ -213,6 +213,8 @@ def main(argv=None):
     parser.add_argument("--class-similarity", action="store_true",
                         help="print how close the class-name embeddings are, and stop")
     args = parser.parse_args(argv)
+    if args.ensemble < 1 or (args.ensemble > 1 and args.sdhsi):
+        parser.error("--ensemble takes an int >= 1, and 1 with --sdhsi")
     if args.class_similarity:
         if args.dataset == "idtrees":
             from sklearn_mmlgnet.datasets import load_idtrees
@@ -238,9 +240,6 @@ def main(argv=None):
     for seed, (scene, X, y, folds) in data.items():
         print(f"[seed {seed}] {len(y)} training px; inner folds (train / validation px): "
               + ", ".join(f"{len(tr)} / {len(va)}" for tr, va in folds), flush=True)
-
-    if args.ensemble < 1 or (args.ensemble > 1 and args.sdhsi):
-        parser.error("--ensemble takes an int >= 1, and 1 with --sdhsi")
 
     def run(row, seed, build, heads=False, ensemble=args.ensemble):
         scene, X, y, folds = data[seed]
@@ -302,7 +301,7 @@ def main(argv=None):
               f"plot-grouped outer fold s % 3 (its test pixels unused), pooled out-of-fold "
               f"predictions of 3 plot-grouped inner folds; patch {IDTREES_PATCH}, "
               + (f"HSI only, PCA {args.sdhsi_pca}. Seeds {args.seeds}, SDHSI-Net"
-                 if args.sdhsi else f"PCA 30 + CHM. Seeds {args.seeds}, MMLGNet")
+                 if args.sdhsi else f"PCA {BASE_PCA['idtrees']} + CHM. Seeds {args.seeds}, MMLGNet")
               + f" {args.epochs} epochs\n")
     else:
         print(f"\nJasper Ridge, inner validation: pooled out-of-fold predictions of "

@@ -317,15 +317,14 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"lr_schedule={self.lr_schedule!r} adds a callback, but callbacks="
                 f"{self.callbacks!r}; give callbacks=None or a list.")
-        for name in ("augment", "test_time_augment"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}.")
+        if not isinstance(self.augment, (bool, np.bool_)):
+            raise ValueError(f"augment must be True or False; got {self.augment!r}.")
+        self._test_time_augment()  # read at predict; a bad value is named at fit already
         if not (self.class_weight is None or isinstance(self.class_weight, dict)
                 or (isinstance(self.class_weight, str) and self.class_weight in _BALANCED)):
             raise ValueError(
-                f"class_weight must be None, 'balanced', 'balanced_sqrt' or a dict "
-                f"{{label: weight}}; got "
-                f"{self.class_weight!r}.")
+                "class_weight must be None, 'balanced', 'balanced_sqrt' or a dict "
+                f"{{label: weight}}; got {self.class_weight!r}.")
         check_device(self.device)
 
     def _criterion_kwargs(self, loss):
