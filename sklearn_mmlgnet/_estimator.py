@@ -40,6 +40,7 @@ from .nn import _MAX_LOGIT_SCALE, MMLGNetModule, SDHSINet, TextSimilarityHead
 from .text import DEFAULT_TEMPLATES, encode_class_names, make_text_encoder
 
 _LOSSES = ("symmetric", "image_to_text", "cross_entropy")
+_SIMILARITIES = ("cosine", "dot")
 _OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 _LR_SCHEDULES = (None, "cosine")
 _BALANCED = ("balanced", "balanced_sqrt")
@@ -530,7 +531,7 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         Odd side of the centre crop taken from X's patches, so one patch array
         serves every searched size. ``None`` uses the full patches.
     temperature : float, default=0.07
-        Softmax temperature of the cosine similarities (its initial value when
+        Softmax temperature of the text similarities (its initial value when
         ``learn_temperature=True``). Any positive value when fixed; at least 0.01
         when learnt.
     learn_temperature : bool, default=False
@@ -574,6 +575,12 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         head scores against ``normalize(text_c + a * r_c)``, ``r`` starting at 0
         (:class:`~sklearn_mmlgnet.nn.TextSimilarityHead`). ``0`` keeps them frozen, as
         the paper. For classes whose names embed close together (docs: defaults).
+    similarity : {"cosine", "dot"}, default="cosine"
+        How the language head compares the image embedding with the class text
+        embeddings: ``"cosine"`` (the paper, CLIP) sets the image embedding to unit
+        length; ``"dot"`` keeps its length (divided by ``sqrt(dim)``, the length of an
+        embedding of unit-variance coordinates), which can then carry confidence. Both
+        divide by ``temperature``. See docs: defaults (the language head on IDTReeS).
     self_distillation : bool, default=False
         Add a head after every encoder stage but the last, taught by the final
         head (SDHSI-Net's self-distillation); inference uses the final head only.
@@ -690,7 +697,7 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
                  clip_pretrained="openai", text_model=None, text_embeddings=None,
                  cache_dir=None, hsi_channels=(64, 128), lidar_channels=(32, 64),
                  fusion_dim=256, dropout=0.1, spectral_channels=(256, 128), text_adapter=0.0,
-                 self_distillation=False,
+                 similarity="cosine", self_distillation=False,
                  distill_temperature=5.0, distill_weight=0.1, aux_ce_weight=0.8,
                  lr=5e-4, weight_decay=1e-2, optimizer="adamw", lr_schedule="cosine",
                  augment=True, test_time_augment=False, label_smoothing=0.1, class_weight=None,
@@ -715,6 +722,7 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         self.dropout = dropout
         self.spectral_channels = spectral_channels
         self.text_adapter = text_adapter
+        self.similarity = similarity
         self.self_distillation = self_distillation
         self.distill_temperature = distill_temperature
         self.distill_weight = distill_weight
@@ -742,6 +750,8 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
             raise ValueError(f"loss must be one of {_LOSSES}; got {self.loss!r}.")
         check_real(self.temperature, "temperature", low=0, low_inclusive=False)
         check_real(self.text_adapter, "text_adapter", low=0)
+        if self.similarity not in _SIMILARITIES:
+            raise ValueError(f"similarity must be one of {_SIMILARITIES}; got {self.similarity!r}.")
         bound = float(np.exp(-_MAX_LOGIT_SCALE))
         if self.learn_temperature and self.temperature < bound:
             raise ValueError(
@@ -801,7 +811,8 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
             learn_temperature=bool(self.learn_temperature),
             head="linear" if self.loss == "cross_entropy" else "text",
             aux_heads=bool(self.self_distillation), dropout=float(self.dropout),
-            spectral_channels=spectral_channels, text_adapter=float(self.text_adapter))
+            spectral_channels=spectral_channels, text_adapter=float(self.text_adapter),
+            similarity=self.similarity)
         attributes = dict(n_hsi_bands_=n_hsi, class_names_=class_names,
                           text_embeddings_=embeddings, text_encoder_info_=encoder_info)
         return MMLGNetModule, module_kwargs, self._criterion_kwargs(self.loss), attributes

@@ -296,8 +296,9 @@ def _text_head(head):
     (F + 1)-dimensional affine subspace: with the reduced QR factorisation W = Q R,
     ``W z + b = Q u + b_perp`` where ``u = R z + Q.T b`` and ``b_perp`` is orthogonal
     to Q's columns, so ``|W z + b|^2 = |u|^2 + |b_perp|^2`` and
-    ``(W z + b) . t = u . (Q.T t) + b_perp . t``. The same cosines, from F-wide
-    instead of D-wide arrays. An orthogonal change of basis: no cancellation.
+    ``(W z + b) . t = u . (Q.T t) + b_perp . t``. The same cosines (or, for a head with
+    ``normalize=False``, dot products over ``sqrt(D)``), from F-wide instead of D-wide
+    arrays. An orthogonal change of basis: no cancellation.
     """
     if type(head) is not TextSimilarityHead or head.proj.in_features >= head.proj.out_features:
         return head
@@ -314,6 +315,8 @@ def _text_head(head):
 
     def logits(z):
         u = torch.addmm(b_par, z, Rt.to(z.dtype)).float()
+        if not head.normalize:
+            return head.logit_scale.exp() * ((u @ A + beta) / math.sqrt(W.shape[0]))
         norm = (u.square().sum(dim=1, keepdim=True) + norm2_perp).sqrt().clamp_min(1e-12)
         # As TextSimilarityHead.forward (the dense tests check they agree).
         return head.logit_scale.exp() * ((u @ A + beta) / norm)

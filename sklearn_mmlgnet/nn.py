@@ -128,24 +128,32 @@ class TextSimilarityHead(nn.Module):
 
     ``logits = scale * cos(proj(features), t_c)`` with ``scale = 1 / temperature``.
     The text embeddings are a buffer: frozen, saved with the module, never trained.
+    With ``normalize=False`` the image embedding is not set to unit length but divided
+    by ``sqrt(dim)`` (the length of one with unit-variance coordinates): ``logits =
+    scale * proj(features) . t_c / sqrt(dim)``, a dot product whose length can carry
+    the network's confidence (the unit text embeddings still fix the class directions).
     With ``adapter > 0`` the class prototypes are ``t_c = normalize(text_c + adapter *
     r_c)``, with a learnt residual ``r`` that starts at 0 (a task residual, as in
     TaskRes, Yu et al., CVPR 2023): training starts from the language embeddings and
     may move classes the text places too close together apart.
     """
 
-    def __init__(self, in_features, text_embeddings, logit_scale, adapter=0.0):
+    def __init__(self, in_features, text_embeddings, logit_scale, adapter=0.0, normalize=True):
         super().__init__()
         self.proj = nn.Linear(in_features, text_embeddings.shape[1])
         self.logit_scale = logit_scale  # shared nn.Parameter
         self.register_buffer("text", F.normalize(text_embeddings.float(), dim=1))
         self.adapter = float(adapter)
         self.residual = nn.Parameter(torch.zeros_like(self.text)) if adapter else None
+        self.normalize = bool(normalize)
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        if not hasattr(self, "residual"):  # pickled by a release before the adapter
+        # Pickled by an earlier release: no adapter, or always the cosine.
+        if not hasattr(self, "residual"):
             self.adapter, self.residual = 0.0, None
+        if not hasattr(self, "normalize"):
+            self.normalize = True
 
     def class_embeddings(self):
         """The unit class prototypes ``t_c`` the features are scored against."""
@@ -154,7 +162,8 @@ class TextSimilarityHead(nn.Module):
         return F.normalize(self.text + self.adapter * self.residual, dim=1)
 
     def forward(self, features):
-        v = F.normalize(self.proj(features), dim=1)
+        v = self.proj(features)
+        v = F.normalize(v, dim=1) if self.normalize else v / math.sqrt(v.shape[1])
         # No clamp here: a clamp in forward kills the gradient once the scale passes
         # the bound. As CLIP, the estimator clamps a learnt scale's data after each
         # optimizer step instead, and a fixed one may exceed the bound.
@@ -192,12 +201,15 @@ class MMLGNetModule(nn.Module):
     text_adapter : float
         ``adapter`` of every :class:`TextSimilarityHead`; 0 keeps the class text
         embeddings frozen.
+    similarity : {"cosine", "dot"}
+        How every :class:`TextSimilarityHead` scores: ``"cosine"`` normalises the image
+        embedding (``normalize=True``), ``"dot"`` does not.
     """
 
     def __init__(self, n_hsi_bands, n_lidar_bands, text_embeddings, hsi_channels=(64, 128),
                  lidar_channels=(32, 64), fusion_dim=256, temperature=0.07,
                  learn_temperature=False, head="text", aux_heads=False, dropout=0.1,
-                 spectral_channels=(), text_adapter=0.0):
+                 spectral_channels=(), text_adapter=0.0, similarity="cosine"):
         super().__init__()
         self.n_hsi_bands = n_hsi_bands
         self.hsi = ConvEncoder(n_hsi_bands, hsi_channels)
@@ -217,7 +229,8 @@ class MMLGNetModule(nn.Module):
         def make_head(in_features):
             if head == "text":
                 return TextSimilarityHead(in_features, text_embeddings, self.logit_scale,
-                                          adapter=text_adapter)
+                                          adapter=text_adapter,
+                                          normalize=similarity == "cosine")
             return nn.Linear(in_features, n_classes)
 
         self.head = make_head(fusion_dim)

@@ -65,6 +65,9 @@ MODELS = {
     "hsi+lidar, text adapter, text wider than the fused features": lambda: MMLGNetClassifier(
         **dict(TINY, text_embeddings=np.random.RandomState(1).normal(size=(3, 16)),
                text_adapter=1.0)),
+    "hsi+lidar, dot similarity, text wider than the fused features": lambda: MMLGNetClassifier(
+        **dict(TINY, text_embeddings=np.random.RandomState(1).normal(size=(3, 16)),
+               similarity="dot")),
     "sdhsi": lambda: SDHSIClassifier(**SD_TINY),
     "sdhsi without self-distillation": lambda: SDHSIClassifier(self_distillation=False, **SD_TINY),
 }

@@ -342,8 +342,33 @@ def test_a_text_head_pickled_before_the_adapter_still_predicts(problem):
     clf = MMLGNetClassifier(max_epochs=1, **TINY).fit(X, y)
     expected = clf.predict_proba(X)
     head = clf.net_.module_.head
-    del head.adapter, head.residual
+    del head.adapter, head.residual, head.normalize  # and before similarity="dot"
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(X), expected)
+
+
+# ---------------------------------------------------------------------- similarity
+def test_dot_similarity_keeps_the_image_embeddings_length(problem):
+    X, y = problem
+    cosine = MMLGNetClassifier(max_epochs=1, **TINY).fit(X, y).net_.module_.head
+    dot = MMLGNetClassifier(max_epochs=1, similarity="dot", **TINY).fit(X, y).net_.module_.head
+    assert cosine.normalize and not dot.normalize
+    text = torch.nn.functional.normalize(torch.as_tensor(EMB), dim=1)
+    z = torch.randn(4, dot.proj.in_features)
+    with torch.no_grad():
+        v = dot.proj(z)
+        torch.testing.assert_close(dot(z), dot.logit_scale.exp() * v @ text.t() / v.shape[1] ** 0.5)
+        # a longer image embedding: larger logits under "dot", the same under "cosine"
+        for head, grows in ((dot, True), (cosine, False)):
+            head.proj.bias.zero_()
+            torch.testing.assert_close(head(3 * z), (3.0 if grows else 1.0) * head(z))
+
+
+def test_a_changed_similarity_defines_a_new_network_on_a_warm_start(problem):
+    X, y = problem
+    clf = MMLGNetClassifier(max_epochs=1, warm_start=True, **TINY).fit(X, y)
+    with pytest.warns(UserWarning, match="similarity changed since the last fit"):
+        clf.set_params(similarity="dot").fit(X, y)
+    assert not clf.net_.module_.head.normalize
 
 
 # ------------------------------------------------------------------- spectral path
@@ -398,7 +423,7 @@ def test_spectral_path_changes_predictions_when_context_is_unchanged():
 @pytest.mark.parametrize("name, bad", [
     ("spectral_channels", (0,)), ("spectral_channels", (8, -1)), ("spectral_channels", "wide"),
     ("spectral_channels", 2.5), ("text_adapter", -0.1), ("text_adapter", float("nan")),
-    ("text_adapter", "large")])
+    ("text_adapter", "large"), ("similarity", "euclidean"), ("similarity", None)])
 def test_bad_network_parameters_are_named(problem, name, bad):
     X, y = problem
     with pytest.raises(ValueError, match=name):
