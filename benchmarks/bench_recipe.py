@@ -12,12 +12,14 @@ class confined to one block cannot be in every fold's inner train, hence
 ``BandStandardScaler -> MMLGNetClassifier`` (HSI only, the packaged offline text
 model, ``--epochs`` fixed epochs) with one lever changed from today's defaults,
 next to the tuned centre-pixel SVM on the same split (a row may also set the
-epochs, ``max_epochs``, or the PCA in front of the network, ``pca``). Prints
+epochs, ``max_epochs``, the PCA in front of the network, ``pca``, or the centre
+``patch`` x ``patch`` of the patches the network sees). Prints
 inner-validation OA / AA (%) mean +/- std over seeds, the paired difference from
 the first network row on the same seed (mean +/- std), and seconds per fit (mean
 over folds and seeds). ``--dataset idtrees`` runs the same rows on IDTReeS: seed s
 takes the training pixels of the benchmark's plot-grouped outer fold s, cut into 3
-plot-grouped inner folds, with PCA 30 + canopy height and 7 x 7 patches.
+plot-grouped inner folds, with PCA 30 + canopy height and 7 x 7 patches; the SVM's own
+C / gamma search then runs on plot-grouped folds too, as the benchmark's (``svm_search``).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_recipe.py --data-home ../shared/data --seeds 0 1 2
     OMP_NUM_THREADS=1 python benchmarks/bench_recipe.py --sdhsi --seeds 0 1 2   # SDHSI heads
@@ -25,7 +27,9 @@ plot-grouped inner folds, with PCA 30 + canopy height and 7 x 7 patches.
 ``--sdhsi`` runs the SDHSI-Net rows instead (without / with self-distillation,
 and with smaller auxiliary weights) and prints each head's inner-validation
 accuracy (``head_scores``). ``--ensemble K`` predicts every network row as the
-mean of K initialisations. ``--class-similarity`` prints, instead of fitting, how
+mean of K initialisations. ``--prior-shift TAU ...`` also scores each network row's
+predictions moved towards the frequent classes (``log p + TAU log prior``, from the
+same fits). ``--class-similarity`` prints, instead of fitting, how
 close the language head's class prototypes are: the cosine similarities of the
 scene's class-name embeddings (packaged offline text model, default prompts).
 """
@@ -38,9 +42,10 @@ import time
 
 import numpy as np
 from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
 
 from sklearn_mmlgnet import BandStandardScaler, MMLGNetClassifier, SDHSIClassifier, SpectralPCA
-from sklearn_mmlgnet.baselines import tuned_svm
+from sklearn_mmlgnet.baselines import inner_cv, tuned_svm
 from sklearn_mmlgnet.datasets import load_jasper_ridge
 from sklearn_mmlgnet.metrics import average_accuracy, overall_accuracy
 from sklearn_mmlgnet.model_selection import SpatialBlockKFold
@@ -94,6 +99,22 @@ MMLG_ROWS = {
     "PCA 100 (network input)": dict(pca=100),
     "no PCA (every band)": dict(pca=0),
     "PCA 60, test_time_augment=True": dict(pca=60, test_time_augment=True),
+    # the patch the network sees: the centre of the loaded patches (PATCH / IDTREES_PATCH)
+    "patch 3": dict(patch=3),
+    "patch 5": dict(patch=5),
+    "patch 7": dict(patch=7),
+    "patch 9": dict(patch=9),
+    "patch 11": dict(patch=11),
+    "balanced_sqrt, patch 5": dict(class_weight="balanced_sqrt", patch=5),
+    "balanced_sqrt, patch 7": dict(class_weight="balanced_sqrt", patch=7),
+    "balanced_sqrt, patch 9": dict(class_weight="balanced_sqrt", patch=9),
+    "balanced_sqrt, loss='image_to_text'": dict(class_weight="balanced_sqrt", loss="image_to_text"),
+    "loss='image_to_text'": dict(loss="image_to_text"),
+    "similarity='dot'": dict(similarity="dot"),
+    "balanced_sqrt, similarity='dot'": dict(class_weight="balanced_sqrt", similarity="dot"),
+    "dot, text_adapter=1": dict(similarity="dot", text_adapter=1.0),
+    "dot, temperature=0.03": dict(similarity="dot", temperature=0.03),
+    "dot, temperature=0.15": dict(similarity="dot", temperature=0.15),
 }
 #: SpectralPCA components in front of the network per dataset, unless a row sets ``pca``
 #: (0: every band). IDTReeS' rows keep 30, the benchmark's setting when they were first
@@ -112,17 +133,19 @@ SDHSI_ROWS = {
 
 
 def inner_folds(data_home, seed):
-    """The scene's training patches and their 3 spatial inner folds (test pixels never read)."""
+    """The scene's training patches and their 3 spatial inner folds (test pixels never
+    read); the last item, what else :func:`svm_search` needs, is empty here."""
     scene = load_jasper_ridge(data_home, random_state=seed)
     X, y, r, c = labelled_patches(scene, scene.train_mask, PATCH)
     cv = SpatialBlockKFold(r, c, n_splits=3, block_size=32, patch_size=PATCH, min_train=0,
                            random_state=seed)
-    return scene, X, y, list(cv.split(X, y))
+    return scene, X, y, list(cv.split(X, y)), {}
 
 
 def idtrees_inner_folds(data, seed):
     """Seed s: the TRAINING pixels of the benchmark's plot-grouped outer fold s % 3, cut
-    into 3 plot-grouped inner folds (the outer fold's test pixels are never read)."""
+    into 3 plot-grouped inner folds (the outer fold's test pixels are never read), and
+    the pixels' plot groups ``{"groups"}``."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     from sklearn_mmlgnet.benchmark import IDTREES_FOLDS
@@ -132,19 +155,46 @@ def idtrees_inner_folds(data, seed):
                                     random_state=0)[seed % IDTREES_FOLDS]
     X, y, groups = data.X[outer_train], data.y[outer_train], data.plot_group[outer_train]
     cv = StratifiedGroupKFold(n_splits=3, shuffle=True, random_state=seed)
-    return data, X, y, list(cv.split(X, y, groups))
+    return data, X, y, list(cv.split(X, y, groups)), {"groups": groups}
 
 
-def mmlg_pipeline(dataset, class_names, epochs, seed, pca=None, **params):
+def svm_search(where, tr, seed):
+    """The tuned SVM to fit on inner-training pixels ``tr``, and the keywords of its fit.
+
+    On IDTReeS (``where`` holds plot ``groups``) its own C / gamma search runs on
+    plot-grouped folds of ``tr`` with the benchmark's sample cap, as the benchmark's
+    does, so that pixels of one crown never score each other. On Jasper Ridge it uses
+    shuffled stratified folds: an inner-training region of a few hundred pixels holds
+    too few 32 x 32 blocks for the benchmark's spatial folds.
+    """
+    if "groups" in where:
+        from sklearn_mmlgnet.benchmark import SEARCH_SAMPLES
+
+        return (tuned_svm(cv=inner_cv(grouped=True, random_state=seed), random_state=seed,
+                          max_search_samples=SEARCH_SAMPLES["idtrees"]),
+                {"groups": where["groups"][tr]})
+    return tuned_svm(random_state=seed), {}
+
+
+def centre_crop(X, size):
+    """The central ``size`` x ``size`` pixels of patches ``(n, bands, p, p)``."""
+    a = (X.shape[-1] - size) // 2
+    return X[..., a:a + size, a:a + size]
+
+
+def mmlg_pipeline(dataset, class_names, epochs, seed, pca=None, patch=None, **params):
     """``BandStandardScaler -> [SpectralPCA] -> MMLGNetClassifier`` as the benchmark builds it.
 
     ``pca`` components of the HSI bands (default :data:`BASE_PCA` of the dataset; 0
-    keeps every band); ``params`` go to the estimator (a row's ``max_epochs`` overrides
-    ``epochs``).
+    keeps every band); ``patch``: the network sees the centre ``patch`` x ``patch`` of
+    each patch (default: the scene's base patch, :data:`PATCH` or :data:`IDTREES_PATCH`);
+    ``params`` go to the estimator (a row's ``max_epochs`` overrides ``epochs``).
     """
     n_lidar = 1 if dataset == "idtrees" else 0
     pca = BASE_PCA[dataset] if pca is None else pca
-    steps = [BandStandardScaler()]
+    patch = patch or (IDTREES_PATCH if dataset == "idtrees" else PATCH)
+    # A no-op where the loaded patches are already this size.
+    steps = [FunctionTransformer(centre_crop, kw_args=dict(size=patch)), BandStandardScaler()]
     if pca:
         steps.append(SpectralPCA(n_components=pca, n_lidar_bands=n_lidar, random_state=seed))
     params = dict(dict(n_lidar_bands=n_lidar, text_encoder="sentence-transformers",
@@ -185,6 +235,18 @@ def class_similarity(class_names, temperature=0.07):
           f"{dist:.3f}, largest logit gap at temperature {temperature}: {dist / temperature:.1f}")
 
 
+def prior_shift(proba, y_train, classes, tau):
+    """``log proba + tau * log prior``: class scores moved by the training class frequencies.
+
+    The post-hoc logit adjustment of Menon et al. (ICLR 2021): ``tau > 0`` favours the
+    frequent classes (the argmax of ``proba`` times ``prior ** tau``), ``tau < 0`` the rare
+    ones. A class absent from ``y_train`` keeps probability 0 whatever ``tau``.
+    """
+    prior = np.array([np.mean(y_train == c) for c in classes])
+    with np.errstate(divide="ignore"):
+        return np.log(proba) + tau * np.log(np.where(prior > 0, prior, 1.0))
+
+
 def ensemble_name(row, ensemble):
     """A row's name, marked when its prediction is the mean of several initialisations."""
     return row if ensemble == 1 else f"{row} (mean of {ensemble} inits)"
@@ -210,6 +272,10 @@ def main(argv=None):
     parser.add_argument("--ensemble", type=int, default=1,
                         help="average the probabilities of this many network initialisations "
                              "(random_state = seed + 1000 i) per fold (default: 1)")
+    parser.add_argument("--prior-shift", type=float, nargs="+", default=(), metavar="TAU",
+                        help="also score each network row's predictions moved by TAU times the "
+                             "log of the inner-training class frequencies (extra rows from the "
+                             "same fits)")
     parser.add_argument("--class-similarity", action="store_true",
                         help="print how close the class-name embeddings are, and stop")
     args = parser.parse_args(argv)
@@ -226,50 +292,65 @@ def main(argv=None):
 
     rows = SDHSI_ROWS if args.sdhsi else MMLG_ROWS
     names = [n for n in rows if not args.rows or n in args.rows]
+    too_big = [n for n in names if rows[n].get("patch", 0) > PATCH]
+    if args.dataset == "jasper_ridge" and too_big:
+        # The inner folds' buffer keeps PATCH x PATCH patches off the validation pixels.
+        parser.error(f"--rows {too_big} need patches over {PATCH} px, which Jasper Ridge's "
+                     f"inner folds do not keep apart")
     results = []  # dicts: row, seed, oa, aa, seconds (per fit), heads (SDHSI)
     if args.dataset == "idtrees":
         from sklearn_mmlgnet.datasets import load_idtrees
 
-        idt = load_idtrees(args.data_home, patch_size=IDTREES_PATCH)
+        # Large enough for every row's patch; each pipeline crops its own centre.
+        patch = max([IDTREES_PATCH] + [rows[n].get("patch", 0) for n in names])
+        idt = load_idtrees(args.data_home, patch_size=patch)
         data = {seed: idtrees_inner_folds(idt, seed) for seed in args.seeds}
         if args.sdhsi:  # HSI only, as the benchmark's SDHSI-Net rows: drop the CHM band
-            data = {seed: (scene, X[:, :-1], y, folds)
-                    for seed, (scene, X, y, folds) in data.items()}
+            data = {seed: (scene, X[:, :-1], y, folds, where)
+                    for seed, (scene, X, y, folds, where) in data.items()}
     else:
         data = {seed: inner_folds(args.data_home, seed) for seed in args.seeds}
-    for seed, (scene, X, y, folds) in data.items():
+    for seed, (scene, X, y, folds, _) in data.items():
         print(f"[seed {seed}] {len(y)} training px; inner folds (train / validation px): "
               + ", ".join(f"{len(tr)} / {len(va)}" for tr, va in folds), flush=True)
 
-    def run(row, seed, build, heads=False, ensemble=args.ensemble):
-        scene, X, y, folds = data[seed]
+    def run(row, seed, build, heads=False, ensemble=args.ensemble, shifts=args.prior_shift):
+        scene, X, y, folds, where = data[seed]
         pred = np.empty_like(y)
+        shifted = {tau: np.empty_like(y) for tau in shifts}
         seconds, hits = [], None
         classes = np.unique(y)
         for tr, va in folds:
             proba = np.zeros((len(va), len(classes)))
             for i in range(ensemble):
-                est = build(scene)
+                est, fit_kw = build(scene, where, tr)
                 if i:  # the first member is the single model of the other rows
                     est[-1].set_params(random_state=seed + 1000 * i)
                 t0 = time.perf_counter()
-                est.fit(X[tr], y[tr])
+                est.fit(X[tr], y[tr], **fit_kw)
                 seconds.append(time.perf_counter() - t0)
-                if ensemble == 1:
+                if ensemble == 1 and not shifts:
                     pred[va] = est.predict(X[va])
                 else:  # a class the fold never trained on gets probability 0
                     proba[:, np.searchsorted(classes, est[-1].classes_)] += est.predict_proba(X[va])
-            if ensemble > 1:
+            if ensemble > 1 or shifts:
                 pred[va] = classes[proba.argmax(axis=1)]
+                for tau, p in shifted.items():
+                    p[va] = classes[prior_shift(proba, y[tr], classes, tau).argmax(axis=1)]
             if heads:  # correct counts per head, pooled over folds
                 counts = head_hits(est, X[va], y[va])
                 hits = counts if hits is None else {k: hits[k] + counts[k] for k in hits}
         held = np.concatenate([va for _, va in folds])
-        oa, aa = score(y[held], pred[held])
         row = ensemble_name(row, ensemble)
+        record(row, seed, y[held], pred[held], seconds, hits)
+        for tau, p in shifted.items():
+            record(f"{row}, log-prior shift {tau:+g}", seed, y[held], p[held], seconds)
+
+    def record(row, seed, y_true, y_pred, seconds, hits=None):
+        oa, aa = score(y_true, y_pred)
         res = dict(row=row, seed=seed, oa=oa, aa=aa, seconds=float(np.mean(seconds)))
         if hits is not None:
-            res["heads"] = {k: round(100 * float(v) / len(held), 2) for k, v in hits.items()}
+            res["heads"] = {k: round(100 * float(v) / len(y_true), 2) for k, v in hits.items()}
         results.append(res)
         print(f"  {row:40s} seed {seed}: OA {oa:6.2f}  AA {aa:6.2f}  fit {res['seconds']:6.1f} s"
               + (f"  heads {res['heads']}" if hits else ""), flush=True)
@@ -279,21 +360,23 @@ def main(argv=None):
 
     if not args.no_svm:
         for seed in args.seeds:
-            run("tuned SVM (centre pixel)", seed, lambda scene: tuned_svm(random_state=seed),
-                ensemble=1)
+            run("tuned SVM (centre pixel)", seed,
+                lambda scene, where, tr, seed=seed: svm_search(where, tr, seed),
+                ensemble=1, shifts=())
     for name in names:
         for seed in args.seeds:
             if args.sdhsi:
-                def build(scene, seed=seed, name=name):
+                def build(scene, where, tr, seed=seed, name=name):
                     return make_pipeline(
                         BandStandardScaler(),
                         SpectralPCA(n_components=args.sdhsi_pca, n_lidar_bands=0,
                                     random_state=seed),
-                        SDHSIClassifier(max_epochs=args.epochs, random_state=seed, **rows[name]))
+                        SDHSIClassifier(max_epochs=args.epochs, random_state=seed,
+                                        **rows[name])), {}
             else:  # as the benchmark's MMLGNet row (IDTReeS: PCA 30 + CHM)
-                def build(scene, seed=seed, name=name):
+                def build(scene, where, tr, seed=seed, name=name):
                     return mmlg_pipeline(args.dataset, scene.class_names, args.epochs, seed,
-                                         **rows[name])
+                                         **rows[name]), {}
             run(name, seed, build, heads=args.sdhsi)
 
     if args.dataset == "idtrees":

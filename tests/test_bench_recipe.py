@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 from sklearn.utils import Bunch
 
 from sklearn_mmlgnet.benchmark import IDTREES_FOLDS
@@ -23,10 +24,11 @@ _spec.loader.exec_module(bench_recipe)
 @requires_shared
 def test_jasper_inner_folds_hold_training_pixels_only_and_keep_patches_apart():
     seed = 1
-    scene, X, y, folds = bench_recipe.inner_folds(SHARED_DATA, seed)
+    scene, X, y, folds, where = bench_recipe.inner_folds(SHARED_DATA, seed)
     ref = load_jasper_ridge(SHARED_DATA, random_state=seed)
     _, y_ref, rows, cols = labelled_patches(ref, ref.train_mask, bench_recipe.PATCH)
     np.testing.assert_array_equal(y, y_ref)
+    assert where == {}
     assert ref.train_mask[rows, cols].all() and not ref.test_mask[rows, cols].any()
     h = bench_recipe.PATCH // 2
     held = np.concatenate([va for _, va in folds])
@@ -47,10 +49,60 @@ def test_idtrees_inner_folds_come_from_the_outer_training_plots_only():
                  site=np.where(plot_group < 12, "MLBS", "OSBS"))
     outer = idtrees_splits(data, kind="plot", n_splits=IDTREES_FOLDS, random_state=0)
     for seed in range(IDTREES_FOLDS):
-        _, X, y, folds = bench_recipe.idtrees_inner_folds(data, seed)
+        _, X, y, folds, where = bench_recipe.idtrees_inner_folds(data, seed)
         outer_train, outer_test = outer[seed]
         index = X[:, 0]
         np.testing.assert_array_equal(np.sort(index), np.sort(outer_train))
+        np.testing.assert_array_equal(where["groups"], plot_group[index])
         assert not np.isin(index, outer_test).any()
         for tr, va in folds:  # plots (groups) never on both sides of an inner split
             assert not set(plot_group[index[tr]]) & set(plot_group[index[va]])
+
+
+def test_centre_crop_keeps_the_centre_pixel_at_the_centre():
+    X = np.random.RandomState(0).rand(4, 3, 11, 11)
+    for size in (1, 5, 11):
+        C = bench_recipe.centre_crop(X, size)
+        assert C.shape == (4, 3, size, size)
+        np.testing.assert_array_equal(C[:, :, size // 2, size // 2], X[:, :, 5, 5])
+
+
+def test_prior_shift_moves_predictions_towards_the_frequent_classes():
+    classes = np.array([1, 2, 3])
+    y_train = np.array([1] * 8 + [2] * 2)  # class 3 never trained on
+    proba = np.array([[0.45, 0.55, 0.0], [0.2, 0.8, 0.0]])
+    pick = lambda tau: classes[bench_recipe.prior_shift(proba, y_train, classes, tau).argmax(1)]
+    np.testing.assert_array_equal(pick(0.0), [2, 2])  # no shift: the argmax of proba
+    np.testing.assert_array_equal(pick(1.0), [1, 1])  # 0.45 * 0.8 > 0.55 * 0.2
+    np.testing.assert_array_equal(pick(0.5), [1, 2])
+    # tau < 0 favours rare classes, but never one the fold did not train on
+    assert not np.isin(pick(-5.0), 3).any()
+
+
+def test_jasper_rows_cannot_ask_for_patches_larger_than_the_inner_buffer(capsys):
+    # up to the buffer itself (11 px) the rows pass, and the data are looked for
+    with pytest.raises(FileNotFoundError):
+        bench_recipe.main(["--rows", "patch 9", "patch 11", "--data-home", "/nonexistent"])
+    bench_recipe.MMLG_ROWS["patch 13 (test)"] = dict(patch=13)
+    try:
+        with pytest.raises(SystemExit):
+            bench_recipe.main(["--rows", "patch 13 (test)", "--data-home", "/nonexistent"])
+        assert "need patches over 11 px" in capsys.readouterr().err
+    finally:
+        del bench_recipe.MMLG_ROWS["patch 13 (test)"]
+
+
+def test_the_svm_row_searches_on_folds_cut_as_the_benchmark_cuts_them():
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    from sklearn_mmlgnet.benchmark import SEARCH_SAMPLES
+
+    tr = np.arange(0, 60, 2)
+    est, fit_kw = bench_recipe.svm_search({"groups": np.arange(60) // 5}, tr, seed=0)
+    cv = est.steps[-1][1].cv  # the search's folds, each candidate on a capped sample
+    assert isinstance(cv.cv, StratifiedGroupKFold)  # plots, as the benchmark
+    assert cv.max_samples == SEARCH_SAMPLES["idtrees"]
+    np.testing.assert_array_equal(fit_kw["groups"], tr // 5)
+    # Jasper Ridge: too few blocks in an inner-training region, so stratified folds
+    est, fit_kw = bench_recipe.svm_search({}, tr, seed=0)
+    assert isinstance(est.steps[-1][1].cv.cv, StratifiedKFold) and fit_kw == {}
