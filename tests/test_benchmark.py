@@ -127,19 +127,26 @@ def test_table_names_each_rows_epochs_when_runs_of_several_epoch_counts_are_merg
     assert "networks: 5 / 20 epochs (row 'epochs')" in table
     assert "| epochs | 5 | 20 | — |" in table
     assert "mean of its patch's 8 symmetries (test_time_augment=True)" in table
+    assert "similarity=" not in table  # the default cosine goes unsaid
+    dot = benchmark.markdown_table(rows, dict(meta, similarity="dot"))
+    assert "score image against text embeddings with similarity='dot'" in dot
     one = benchmark.markdown_table(rows[:1] + rows[2:], meta)  # one epoch count: no row
     assert "networks: 5 epochs fixed" in one and "| epochs |" not in one
 
 
 def test_network_rows_take_the_per_scene_settings():
     methods = default_methods(1, 2, dict(text_encoder="sentence-transformers"),
-                              class_weight="balanced_sqrt")
+                              class_weight="balanced_sqrt", similarity="dot")
     by = {m.name: m for m in methods}
     for name in ("MMLGNet (symmetric loss)", "Same encoders, cross-entropy head (no language)",
                  "MMLGNet + self-distillation"):
         clf = by[name].build(0, 1)[-1]
         assert clf.test_time_augment is benchmark.NETWORK_TTA
         assert clf.class_weight == "balanced_sqrt" and clf.max_epochs == 2
+        assert clf.similarity == "dot"
     sdhsi = by["SDHSI-Net without self-distillation"].build(0, 0)[-1]
     assert sdhsi.class_weight is None and sdhsi.test_time_augment is False  # not measured there
     assert benchmark.NETWORK_CLASS_WEIGHT == {"jasper_ridge": "balanced_sqrt"}
+    assert benchmark.NETWORK_SIMILARITY == {"idtrees": "dot"}
+    plain = default_methods(1, 2, dict(text_encoder="sentence-transformers"))
+    assert plain[0].build(0, 1)[-1].similarity == "cosine"
