@@ -112,6 +112,8 @@ MMLG_ROWS = {
     "loss='image_to_text'": dict(loss="image_to_text"),
     "similarity='dot'": dict(similarity="dot"),
     "balanced_sqrt, similarity='dot'": dict(class_weight="balanced_sqrt", similarity="dot"),
+    "balanced_sqrt, self_distillation=True": dict(class_weight="balanced_sqrt",
+                                                  self_distillation=True),
     "dot, text_adapter=1": dict(similarity="dot", text_adapter=1.0),
     "dot, temperature=0.03": dict(similarity="dot", temperature=0.03),
     "dot, temperature=0.15": dict(similarity="dot", temperature=0.15),
