@@ -130,6 +130,9 @@ def test_table_names_each_rows_epochs_when_runs_of_several_epoch_counts_are_merg
     assert "similarity=" not in table  # the default cosine goes unsaid
     dot = benchmark.markdown_table(rows, dict(meta, similarity="dot"))
     assert "score image against text embeddings with similarity='dot'" in dot
+    assert "networks (random_state" not in table  # single networks go unsaid
+    ens = benchmark.markdown_table(rows, dict(meta, ensemble=2))
+    assert "mean of the class probabilities of 2 networks (random_state seed + 1000 i" in ens
     one = benchmark.markdown_table(rows[:1] + rows[2:], meta)  # one epoch count: no row
     assert "networks: 5 epochs fixed" in one and "| epochs |" not in one
 
@@ -150,3 +153,30 @@ def test_network_rows_take_the_per_scene_settings():
     assert benchmark.NETWORK_SIMILARITY == {"idtrees": "dot"}
     plain = default_methods(1, 2, dict(text_encoder="sentence-transformers"))
     assert plain[0].build(0, 1)[-1].similarity == "cosine"
+
+
+def test_ensemble_rows_average_networks_of_successive_seeds_and_name_every_members_classes():
+    from sklearn.ensemble import VotingClassifier
+
+    text = dict(text_embeddings=np.eye(3, 8), hsi_channels=(4,), lidar_channels=(2,),
+                fusion_dim=8, spectral_channels=(4,), test_time_augment=False, verbose=0)
+    methods = {m.name: m for m in default_methods(1, 1, text, ensemble=2, similarity="dot")}
+    method = methods["MMLGNet (symmetric loss)"]
+    assert benchmark.NETWORK_ENSEMBLE == {"idtrees": 2}
+    rng = np.random.RandomState(0)
+    X, y = rng.rand(48, 5, 5, 5).astype("float32"), np.repeat([1, 2, 3], 16)
+    run = BenchmarkRun("synthetic", ".", log=lambda msg: None)
+    names = {1: "oak", 2: "pine", 3: "maple"}
+    est, _ = run._fit(method, 7, 1, X, y, cv=None, class_names=names)
+    vote = est[-1]
+    assert isinstance(vote, VotingClassifier) and vote.voting == "soft"
+    members = [e for _, e in vote.estimators]
+    assert [m.random_state for m in members] == [7, 1007]
+    # the members see y encoded as 0, 1, 2: the names follow the sorted labels
+    assert all(m.class_names == ["oak", "pine", "maple"] and m.similarity == "dot"
+               for m in members)
+    assert [m.class_names_ for m in vote.estimators_] == [["oak", "pine", "maple"]] * 2
+    np.testing.assert_array_equal(vote.classes_, [1, 2, 3])
+    Xt = est[:-1].transform(X[:5])
+    mean = np.mean([m.predict_proba(Xt) for m in vote.estimators_], axis=0)
+    np.testing.assert_allclose(est.predict_proba(X[:5]), mean, rtol=1e-6)
