@@ -421,7 +421,7 @@ class BenchmarkRun:
     def _fit(self, method, seed, n_lidar, X, y, cv, groups=None, class_names=None):
         """Build and fit one row's estimator; returns it and the fit seconds."""
         est = method.build(seed, _n_lidar_for(method.bands, n_lidar), cv)
-        if class_names is not None and isinstance(est[-1], VotingClassifier):
+        if isinstance(class_names, dict) and isinstance(est[-1], VotingClassifier):
             # Its members are fitted on y encoded as 0 .. k-1: one name per sorted label.
             class_names = [class_names[c] for c in np.unique(y)]
         for net in _last_estimators(est):
