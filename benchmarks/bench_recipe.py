@@ -44,8 +44,9 @@ import numpy as np
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from sklearn_mmlgnet import BandStandardScaler, MMLGNetClassifier, SDHSIClassifier, SpectralPCA
+from sklearn_mmlgnet import BandStandardScaler, SDHSIClassifier, SpectralPCA
 from sklearn_mmlgnet.baselines import inner_cv, tuned_svm
+from sklearn_mmlgnet.benchmark import IDTREES_FOLDS, SEARCH_SAMPLES, network_pipeline
 from sklearn_mmlgnet.datasets import load_jasper_ridge
 from sklearn_mmlgnet.metrics import average_accuracy, overall_accuracy
 from sklearn_mmlgnet.model_selection import SpatialBlockKFold
@@ -150,7 +151,6 @@ def idtrees_inner_folds(data, seed):
     the pixels' plot groups ``{"groups"}``."""
     from sklearn.model_selection import StratifiedGroupKFold
 
-    from sklearn_mmlgnet.benchmark import IDTREES_FOLDS
     from sklearn_mmlgnet.datasets import idtrees_splits
 
     outer_train, _ = idtrees_splits(data, kind="plot", n_splits=IDTREES_FOLDS,
@@ -170,8 +170,6 @@ def svm_search(where, tr, seed):
     too few 32 x 32 blocks for the benchmark's spatial folds.
     """
     if "groups" in where:
-        from sklearn_mmlgnet.benchmark import SEARCH_SAMPLES
-
         return (tuned_svm(cv=inner_cv(grouped=True, random_state=seed), random_state=seed,
                           max_search_samples=SEARCH_SAMPLES["idtrees"]),
                 {"groups": where["groups"][tr]})
@@ -185,7 +183,7 @@ def centre_crop(X, size):
 
 
 def mmlg_pipeline(dataset, class_names, epochs, seed, pca=None, patch=None, **params):
-    """``BandStandardScaler -> [SpectralPCA] -> MMLGNetClassifier`` as the benchmark builds it.
+    """The benchmark's :func:`~sklearn_mmlgnet.benchmark.network_pipeline` for one row.
 
     ``pca`` components of the HSI bands (default :data:`BASE_PCA` of the dataset; 0
     keeps every band); ``patch``: the network sees the centre ``patch`` x ``patch`` of
@@ -195,13 +193,13 @@ def mmlg_pipeline(dataset, class_names, epochs, seed, pca=None, patch=None, **pa
     n_lidar = 1 if dataset == "idtrees" else 0
     pca = BASE_PCA[dataset] if pca is None else pca
     patch = patch or (IDTREES_PATCH if dataset == "idtrees" else PATCH)
-    # A no-op where the loaded patches are already this size.
-    steps = [FunctionTransformer(centre_crop, kw_args=dict(size=patch)), BandStandardScaler()]
-    if pca:
-        steps.append(SpectralPCA(n_components=pca, n_lidar_bands=n_lidar, random_state=seed))
     params = dict(dict(n_lidar_bands=n_lidar, text_encoder="sentence-transformers",
                        class_names=class_names, max_epochs=epochs, random_state=seed), **params)
-    return make_pipeline(*steps, MMLGNetClassifier(**params))
+    pipe = network_pipeline(params, pca=pca)
+    # A no-op where the loaded patches are already this size.
+    crop = FunctionTransformer(centre_crop, kw_args=dict(size=patch))
+    pipe.steps.insert(0, ("centre_crop", crop))
+    return pipe
 
 
 def head_hits(est, X, y):

@@ -175,16 +175,7 @@ def default_methods(n_lidar, epochs, text_kwargs, device="cpu", quick=False, ver
                           test_time_augment=test_time_augment, class_weight=class_weight,
                           similarity=similarity, **width)
             params.update(kw)
-            steps = [BandStandardScaler()]
-            if pca and not lidar_only:
-                steps.append(SpectralPCA(n_components=pca, n_lidar_bands=n_lidar_bands,
-                                         random_state=seed))
-            nets = [MMLGNetClassifier(**dict(params, random_state=seed + 1000 * i))
-                    for i in range(ensemble)]
-            if ensemble > 1:
-                nets = [VotingClassifier([(f"init{i}", n) for i, n in enumerate(nets)],
-                                         voting="soft")]
-            return make_pipeline(*steps, *nets)
+            return network_pipeline(params, pca=None if lidar_only else pca, ensemble=ensemble)
         return build
 
     def lidar_only(seed, n_lidar_bands, cv=None):
@@ -238,6 +229,30 @@ def default_methods(n_lidar, epochs, text_kwargs, device="cpu", quick=False, ver
                    group="baseline", features="crown_mean"),
         ]
     return methods
+
+
+def network_pipeline(params, pca=None, ensemble=1):
+    """``BandStandardScaler -> [SpectralPCA] -> MMLGNetClassifier(**params)``, a row's network.
+
+    ``pca`` components of the HSI bands (``None`` or 0 keeps every band); with
+    ``ensemble > 1`` the last step is a soft :class:`~sklearn.ensemble.VotingClassifier`
+    of that many networks, ``random_state`` ``params["random_state"] + 1000 i``.
+
+    Examples
+    --------
+    >>> network_pipeline(dict(n_lidar_bands=0, random_state=0), pca=10).steps[1][1]
+    SpectralPCA(n_components=10, n_lidar_bands=0, random_state=0)
+    """
+    seed = params.get("random_state")
+    steps = [BandStandardScaler()]
+    if pca:
+        steps.append(SpectralPCA(n_components=pca, n_lidar_bands=params.get("n_lidar_bands", 1),
+                                 random_state=seed))
+    nets = [MMLGNetClassifier(**dict(params, random_state=None if seed is None
+                                     else seed + 1000 * i)) for i in range(ensemble)]
+    if ensemble > 1:
+        nets = [VotingClassifier([(f"init{i}", n) for i, n in enumerate(nets)], voting="soft")]
+    return make_pipeline(*steps, *nets)
 
 
 def select_methods(methods, filters):

@@ -106,3 +106,16 @@ def test_the_svm_row_searches_on_folds_cut_as_the_benchmark_cuts_them():
     # Jasper Ridge: too few blocks in an inner-training region, so stratified folds
     est, fit_kw = bench_recipe.svm_search({}, tr, seed=0)
     assert isinstance(est.steps[-1][1].cv.cv, StratifiedKFold) and fit_kw == {}
+
+
+def test_rows_build_the_benchmarks_network_behind_a_centre_crop():
+    from sklearn_mmlgnet.benchmark import network_pipeline
+
+    pipe = bench_recipe.mmlg_pipeline("idtrees", {1: "oak"}, 5, 3, patch=5, similarity="dot")
+    bench = network_pipeline(dict(n_lidar_bands=1, text_encoder="sentence-transformers",
+                                  class_names={1: "oak"}, max_epochs=5, random_state=3,
+                                  similarity="dot"), pca=bench_recipe.BASE_PCA["idtrees"])
+    assert [n for n, _ in pipe.steps] == ["centre_crop"] + [n for n, _ in bench.steps]
+    assert pipe[0].kw_args == {"size": 5}
+    for ours, theirs in zip(pipe.steps[1:], bench.steps):
+        assert ours[1].get_params() == theirs[1].get_params()

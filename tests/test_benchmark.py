@@ -177,6 +177,9 @@ def test_ensemble_rows_average_networks_of_successive_seeds_and_name_every_membe
                for m in members)
     assert [m.class_names_ for m in vote.estimators_] == [["oak", "pine", "maple"]] * 2
     np.testing.assert_array_equal(vote.classes_, [1, 2, 3])
+    # names already one per sorted label are handed on as they are
+    listed, _ = run._fit(method, 7, 1, X, y, cv=None, class_names=["oak", "pine", "maple"])
+    assert [m.class_names_ for m in listed[-1].estimators_] == [["oak", "pine", "maple"]] * 2
     Xt = est[:-1].transform(X[:5])
     mean = np.mean([m.predict_proba(Xt) for m in vote.estimators_], axis=0)
     np.testing.assert_allclose(est.predict_proba(X[:5]), mean, rtol=1e-6)
