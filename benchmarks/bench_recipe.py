@@ -12,8 +12,9 @@ class confined to one block cannot be in every fold's inner train, hence
 ``BandStandardScaler -> MMLGNetClassifier`` (HSI only, the packaged offline text
 model, ``--epochs`` fixed epochs) with one lever changed from today's defaults,
 next to the tuned centre-pixel SVM on the same split (a row may also set the
-epochs, ``max_epochs``, the PCA in front of the network, ``pca``, or the centre
-``patch`` x ``patch`` of the patches the network sees). Prints
+epochs, ``max_epochs``, the PCA in front of the network, ``pca``, the centre
+``patch`` x ``patch`` of the patches the network sees, Gaussian ``noise`` on the
+training batches, or ``centred_text`` class prototypes: see ``mmlg_pipeline``). Prints
 inner-validation OA / AA (%) mean +/- std over seeds, the paired difference from
 the first network row on the same seed (mean +/- std), and seconds per fit (mean
 over folds and seeds). ``--dataset idtrees`` runs the same rows on IDTReeS: seed s
@@ -41,8 +42,10 @@ import json
 import time
 
 import numpy as np
+import torch
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
+from skorch.callbacks import Callback
 
 from sklearn_mmlgnet import BandStandardScaler, SDHSIClassifier, SpectralPCA
 from sklearn_mmlgnet.baselines import inner_cv, tuned_svm
@@ -118,6 +121,26 @@ MMLG_ROWS = {
     "dot, text_adapter=1": dict(similarity="dot", text_adapter=1.0),
     "dot, temperature=0.03": dict(similarity="dot", temperature=0.03),
     "dot, temperature=0.15": dict(similarity="dot", temperature=0.15),
+    "dot, loss='image_to_text'": dict(similarity="dot", loss="image_to_text"),
+    # the optimisation's scale and regularisation, with the dot product (IDTReeS)
+    "dot, lr=1e-3": dict(similarity="dot", lr=1e-3),
+    "dot, lr=2.5e-4": dict(similarity="dot", lr=2.5e-4),
+    "dot, batch_size=32": dict(similarity="dot", batch_size=32),
+    "dot, batch_size=128": dict(similarity="dot", batch_size=128),
+    "dot, weight_decay=0.1": dict(similarity="dot", weight_decay=0.1),
+    "dot, label_smoothing=0": dict(similarity="dot", label_smoothing=0.0),
+    "dot, label_smoothing=0.2": dict(similarity="dot", label_smoothing=0.2),
+    "dot, fusion_dim=512": dict(similarity="dot", fusion_dim=512),
+    "dot, self_distillation=True": dict(similarity="dot", self_distillation=True),
+    "dot, PCA 60 (network input)": dict(similarity="dot", pca=60),
+    "dot, no PCA (every band)": dict(similarity="dot", pca=0),
+    # Gaussian noise on the (standardised) training batches, and class text embeddings
+    # with their mean removed (not estimator parameters: see ``mmlg_pipeline``).
+    "balanced_sqrt, input noise 0.1": dict(class_weight="balanced_sqrt", noise=0.1),
+    "balanced_sqrt, input noise 0.2": dict(class_weight="balanced_sqrt", noise=0.2),
+    "balanced_sqrt, input noise 0.4": dict(class_weight="balanced_sqrt", noise=0.4),
+    "centred class embeddings": dict(centred_text=True),
+    "dot, centred class embeddings": dict(similarity="dot", centred_text=True),
 }
 #: SpectralPCA components in front of the network per dataset, unless a row sets ``pca``
 #: (0: every band). IDTReeS' rows keep 30, the benchmark's setting when they were first
@@ -182,12 +205,44 @@ def centre_crop(X, size):
     return X[..., a:a + size, a:a + size]
 
 
-def mmlg_pipeline(dataset, class_names, epochs, seed, pca=None, patch=None, **params):
+class InputNoise(Callback):
+    """Add Gaussian noise of standard deviation ``std`` to every training batch's patches.
+
+    The bands are standardised before the network, so ``std`` is in units of each
+    band's spread. Validation batches and prediction are left alone.
+    """
+
+    def __init__(self, std):
+        self.std = std
+
+    def on_batch_begin(self, net, batch=None, training=False, **kwargs):
+        if training:  # the collated batch is a new tensor: the data set is not touched
+            batch[0].add_(self.std * torch.randn_like(batch[0]))
+
+
+def centred_class_embeddings(class_names):
+    """``{label: unit vector}``: the class-name embeddings (packaged offline model, default
+    prompts) less their mean, renormalised: the same geometry, with the direction all
+    classes share removed, so that near names (IDTReeS's oaks) lie further apart."""
+    from sklearn_mmlgnet.text import encode_class_names, make_text_encoder
+
+    labels = sorted(class_names)
+    E = np.asarray(encode_class_names([class_names[k] for k in labels],
+                                      encoder=make_text_encoder("sentence-transformers")))
+    E = E / np.linalg.norm(E, axis=1, keepdims=True)
+    E = E - E.mean(axis=0)
+    return dict(zip(labels, E / np.linalg.norm(E, axis=1, keepdims=True)))
+
+
+def mmlg_pipeline(dataset, class_names, epochs, seed, pca=None, patch=None, noise=0.0,
+                  centred_text=False, **params):
     """The benchmark's :func:`~sklearn_mmlgnet.benchmark.network_pipeline` for one row.
 
     ``pca`` components of the HSI bands (default :data:`BASE_PCA` of the dataset; 0
     keeps every band); ``patch``: the network sees the centre ``patch`` x ``patch`` of
     each patch (default: the scene's base patch, :data:`PATCH` or :data:`IDTREES_PATCH`);
+    ``noise``: :class:`InputNoise` of that std on training batches;
+    ``centred_text``: :func:`centred_class_embeddings` as the class prototypes;
     ``params`` go to the estimator (a row's ``max_epochs`` overrides ``epochs``).
     """
     n_lidar = 1 if dataset == "idtrees" else 0
@@ -195,6 +250,10 @@ def mmlg_pipeline(dataset, class_names, epochs, seed, pca=None, patch=None, **pa
     patch = patch or (IDTREES_PATCH if dataset == "idtrees" else PATCH)
     params = dict(dict(n_lidar_bands=n_lidar, text_encoder="sentence-transformers",
                        class_names=class_names, max_epochs=epochs, random_state=seed), **params)
+    if noise:
+        params["callbacks"] = [("input_noise", InputNoise(noise))]
+    if centred_text:
+        params["text_embeddings"] = centred_class_embeddings(class_names)
     pipe = network_pipeline(params, pca=pca)
     # A no-op where the loaded patches are already this size.
     crop = FunctionTransformer(centre_crop, kw_args=dict(size=patch))

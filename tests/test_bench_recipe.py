@@ -119,3 +119,38 @@ def test_rows_build_the_benchmarks_network_behind_a_centre_crop():
     assert pipe[0].kw_args == {"size": 5}
     for ours, theirs in zip(pipe.steps[1:], bench.steps):
         assert ours[1].get_params() == theirs[1].get_params()
+
+
+def test_input_noise_moves_training_batches_only():
+    import torch
+
+    noise = bench_recipe.InputNoise(0.5)
+    X = torch.zeros(64, 3, 5, 5)
+    noise.on_batch_begin(None, batch=(X, None), training=False)
+    assert not X.any()  # validation batches are left alone
+    noise.on_batch_begin(None, batch=(X, None), training=True)
+    assert 0.4 < float(X.std()) < 0.6
+    pipe = bench_recipe.mmlg_pipeline("jasper_ridge", {1: "tree"}, 5, 0, noise=0.2)
+    (name, cb), = pipe[-1].get_params()["callbacks"]
+    assert name == "input_noise" and cb.std == 0.2
+
+
+def test_centred_class_embeddings_spread_the_classes_apart(monkeypatch):
+    from sklearn_mmlgnet import text
+
+    # three names that share a direction (an "oak" part) and differ in the rest
+    E = np.array([[3.0, 1.0, 0.0], [3.0, 0.0, 1.0], [3.0, -1.0, -1.0]])
+    monkeypatch.setattr(text, "make_text_encoder", lambda name: name)
+    monkeypatch.setattr(text, "encode_class_names", lambda names, encoder: E[
+        [{"white oak": 0, "red oak": 1, "scarlet oak": 2}[n] for n in names]])
+    names = {7: "scarlet oak", 2: "white oak", 5: "red oak"}
+    C = bench_recipe.centred_class_embeddings(names)
+    assert sorted(C) == [2, 5, 7]
+    np.testing.assert_allclose([np.linalg.norm(v) for v in C.values()], 1.0)
+    unit = E / np.linalg.norm(E, axis=1, keepdims=True)
+    assert float(C[2] @ C[5]) < float(unit[0] @ unit[1])  # further apart than before
+    # the same geometry: each class is its unit embedding less the classes' mean
+    centred = unit[0] - unit.mean(axis=0)
+    np.testing.assert_allclose(C[2], centred / np.linalg.norm(centred))
+    pipe = bench_recipe.mmlg_pipeline("jasper_ridge", names, 5, 0, centred_text=True)
+    assert set(pipe[-1].get_params()["text_embeddings"]) == {2, 5, 7}
