@@ -179,14 +179,38 @@ def check_real(value, name, *, low=None, low_inclusive=True, high=None, high_inc
 
 
 def check_device(device, name="device"):
-    """A torch device string that this machine has, else a ValueError naming it."""
+    """``device`` if torch can use it on this machine, else a ValueError saying why.
+
+    ``name`` is how the message calls the argument (``"device"`` for an estimator's
+    parameter, ``"--device"`` for the command line).
+
+    Examples
+    --------
+    >>> check_device("cpu")
+    'cpu'
+    >>> check_device("foo")
+    Traceback (most recent call last):
+    ...
+    ValueError: device 'foo' is not a torch device; use cpu, cuda or cuda:N.
+    """
     import torch
 
+    given = f"{name} {device!r}"
     try:
         dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        raise ValueError(
-            f"{name} must be a torch device such as 'cpu' or 'cuda'; got {device!r}.") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{name}={device!r} but torch sees no CUDA device on this machine; use 'cpu'.")
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{given} is not a torch device; use cpu, cuda or cuda:N.") from None
+    if dev.type == "cpu":
+        return device
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{given}: CUDA is not available here (torch {torch.__version__}, "
+                             f"built for CUDA {torch.version.cuda}); use cpu.")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"{given}: this machine has {torch.cuda.device_count()} CUDA "
+                             f"device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}.")
+        return device
+    backend = torch.backends.mps if dev.type == "mps" else getattr(torch, dev.type, None)
+    if not getattr(backend, "is_available", lambda: False)():
+        raise ValueError(f"{given}: no {dev.type} device is available here; use cpu.")
     return device

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from rasterio.errors import RasterioError
 
+from . import _validation
 from .text import TextEncoderUnavailableError
 
 #: Known failures and their exit status; the first matching type answers.
@@ -165,7 +166,7 @@ def build_parser():
 
 
 def check_device(device):
-    """``device`` if torch can use it on this machine, else a ValueError saying why.
+    """``device`` if torch can use it on this machine, else a ValueError naming ``--device``.
 
     Examples
     --------
@@ -176,26 +177,7 @@ def check_device(device):
     ...
     ValueError: --device 'foo' is not a torch device; use cpu, cuda or cuda:N.
     """
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"--device {device!r} is not a torch device; use cpu, cuda or cuda:N.") from None
-    if dev.type == "cpu":
-        return device
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {device!r}: CUDA is not available here (torch {torch.__version__}"
-                             f", built for CUDA {torch.version.cuda}); use --device cpu.")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {device!r}: this machine has {torch.cuda.device_count()} CUDA "
-                             f"device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}.")
-        return device
-    backend = torch.backends.mps if dev.type == "mps" else getattr(torch, dev.type, None)
-    if not getattr(backend, "is_available", lambda: False)():
-        raise ValueError(f"--device {device!r}: no {dev.type} device is available here; use --device cpu.")
-    return device
+    return _validation.check_device(device, name="--device")
 
 
 def _check_text_encoder(choice):

@@ -295,11 +295,20 @@ def test_predict_before_fit():
     ({"text_embeddings": np.zeros((3, 4))}, "no all-zero row"),
     ({"text_encoder": "word2vec", "text_embeddings": None}, "text_encoder must be"),
     ({"hsi_channels": ()}, "hsi_channels must be a non-empty"),
+    ({"device": "gpu0"}, "device 'gpu0' is not a torch device; use cpu, cuda or cuda:N"),
 ])
 def test_bad_parameters(params, match):
     X, y = make_patches()
     with pytest.raises(ValueError, match=match):
         fast_clf(**params).fit(X, y)
+
+
+def test_unavailable_device_is_named_before_training(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    X, y = make_patches()
+    with pytest.raises(ValueError, match=r"device 'cuda:2': this machine has 1 CUDA device"):
+        fast_clf(device="cuda:2").fit(X, y)
 
 
 def test_x_y_length_mismatch():
