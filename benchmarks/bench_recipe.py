@@ -221,9 +221,9 @@ class InputNoise(Callback):
 
 
 def centred_class_embeddings(class_names):
-    """``{label: unit vector}``: the class-name embeddings (packaged offline model, default
-    prompts) less their mean, renormalised: the same geometry, with the direction all
-    classes share removed, so that near names (IDTReeS's oaks) lie further apart."""
+    """``{label: unit vector}``: the unit class-name embeddings (packaged offline model,
+    default prompts) less their mean, renormalised. The direction all classes share is
+    taken out, so that near names (IDTReeS's oaks) lie further apart."""
     from sklearn_mmlgnet.text import encode_class_names, make_text_encoder
 
     labels = sorted(class_names)
