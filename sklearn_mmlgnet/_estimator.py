@@ -53,9 +53,9 @@ _SKORCH_PARAMS = ("lr", "weight_decay", "max_epochs", "batch_size", "train_split
                   "verbose", "device", "optimizer", "lr_schedule", "augment")
 _CRITERION_PARAMS = ("distill_temperature", "distill_weight", "aux_ce_weight", "label_smoothing")
 # class_weight is applied at every fit from that fit's y (see ``fit``);
-# test_time_augment is read by predict only.
+# test_time_augment and predict_heads are read by predict only.
 _PER_FIT_PARAMS = ("warm_start", "random_state", "patch_size", "cache_dir", "class_weight",
-                   "test_time_augment")
+                   "test_time_augment", "predict_heads")
 
 
 def _softmax(logits):
@@ -887,6 +887,14 @@ class SDHSIClassifier(_SkorchPatchClassifier):
         trains as before it existed.
     test_time_augment : bool, default=False
         As in :class:`MMLGNetClassifier`.
+    predict_heads : {"mean", "final"}, default="mean"
+        What predicts, with self-distillation: the mean of the class probabilities of
+        the final head and of every student (the students' ensemble of "Be Your Own
+        Teacher"), or the final head alone. Read at prediction (``predict``,
+        ``predict_proba``, dense scene prediction): no refit needed. Without
+        self-distillation there are no students and both are the final head. On inner
+        validation the mean scored 0.9 OA above the final head on Jasper Ridge (10
+        seeds) and 1.6 on IDTReeS (docs: self_distillation).
     max_epochs, batch_size, train_split, callbacks, warm_start, verbose, device, random_state
         As in :class:`MMLGNetClassifier` (``max_epochs`` defaults to 50 here).
 
@@ -912,9 +920,9 @@ class SDHSIClassifier(_SkorchPatchClassifier):
                  distill_temperature=5.0, distill_weight=0.1, aux_ce_weight=0.8,
                  student_reduction="mean", distill_warmup=0.0, student_stages=None,
                  student_hidden=64, lr=1e-3, weight_decay=0.0, optimizer="adam", lr_schedule=None,
-                 augment=True, test_time_augment=False, label_smoothing=0.0, class_weight=None,
-                 max_epochs=50, batch_size=64, train_split=None, callbacks=None, warm_start=False,
-                 verbose=0, device="cpu", random_state=None):
+                 augment=True, test_time_augment=False, predict_heads="mean", label_smoothing=0.0,
+                 class_weight=None, max_epochs=50, batch_size=64, train_split=None, callbacks=None,
+                 warm_start=False, verbose=0, device="cpu", random_state=None):
         self.patch_size = patch_size
         self.conv3d_channels = conv3d_channels
         self.spectral_kernels = spectral_kernels
@@ -935,6 +943,7 @@ class SDHSIClassifier(_SkorchPatchClassifier):
         self.lr_schedule = lr_schedule
         self.augment = augment
         self.test_time_augment = test_time_augment
+        self.predict_heads = predict_heads
         self.label_smoothing = label_smoothing
         self.class_weight = class_weight
         self.max_epochs = max_epochs
@@ -990,6 +999,32 @@ class SDHSIClassifier(_SkorchPatchClassifier):
                              f"got {self.student_reduction!r}.")
         check_real(self.distill_warmup, "distill_warmup", low=0, high=1, high_inclusive=True)
         check_positive_int(self.student_hidden, "student_hidden", minimum=0)
+        self._predict_heads()  # read at predict; a bad value is named at fit already
+
+    def _predict_heads(self):
+        """``predict_heads``, checked (predict reads it; ``fit`` need not have)."""
+        heads = getattr(self, "predict_heads", "final")  # pickles of earlier releases
+        if not (isinstance(heads, str) and heads in ("final", "mean")):
+            raise ValueError(f"predict_heads must be 'final' or 'mean'; got {heads!r}.")
+        return heads
+
+    def predict_proba(self, X):
+        """Class probabilities; columns follow ``classes_`` and rows sum to 1.
+
+        With self-distillation and ``predict_heads="mean"``, the mean of the final
+        head's and the students' probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_bands, P, P)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+        """
+        check_is_fitted(self, "net_")
+        self.net_.module_.predict_heads = self._predict_heads()
+        return super().predict_proba(X)
 
     def _criterion_kwargs(self, loss):
         return dict(super()._criterion_kwargs(loss), student_reduction=self.student_reduction)

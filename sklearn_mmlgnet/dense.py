@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from .augment import N_SYMMETRIES, dihedral, inverse_dihedral
-from .nn import MMLGNetModule, SDHSINet, TextSimilarityHead
+from .nn import MMLGNetModule, SDHSINet, TextSimilarityHead, mean_of_heads
 from .patches import _border_index, _check_pad_mode, _check_patch_size, _check_scene
 
 __all__ = ["DenseNotSupportedError", "dense_support", "iter_dense_proba", "supports_dense"]
@@ -346,13 +346,32 @@ def _mmlgnet_logits(module, fused, x, P):
 
 
 def _sdhsi_logits(module, fused, x, P):
+    """The final head's logits, or with ``fused["students"]`` ({stage: student head})
+    the log of the mean of every head's probabilities (``predict_heads="mean"``)."""
+    students = fused["students"]
     x = x.unsqueeze(1)
-    for stage in fused[module.stages3d]:
+    aux = []
+    for k, stage in enumerate(fused[module.stages3d], start=1):
         x = stage(x)
+        if k in students:  # what SDHSINet.forward pools for this stage's student
+            feats = x.flatten(1, 2) if module.student_hidden else x.mean(dim=2)
+            aux.append(_student_on_parts(students[k], _box_and_centre(feats, P - 2 * k)))
+            del feats
     x = fused[module.conv2d][0](x.flatten(1, 2))
-    parts = _box_and_centre(x, P - 2 * (len(module.stages3d) + 1))
+    n_stages = len(module.stages3d) + 1
+    parts = _box_and_centre(x, P - 2 * n_stages)
     del x
-    return _head_on_parts(module.fc[0], module.fc[1:], parts)
+    logits = _head_on_parts(module.fc[0], module.fc[1:], parts)
+    if n_stages in students:
+        aux.append(_student_on_parts(students[n_stages], parts))
+    return mean_of_heads([logits] + aux) if students else logits
+
+
+def _student_on_parts(head, parts):
+    """A student head (a Linear layer, or Linear first in a Sequential) on pooled parts."""
+    if isinstance(head, torch.nn.Sequential):
+        return _head_on_parts(head[0], head[1:], parts)
+    return _head_on_parts(head, torch.nn.Identity(), parts)
 
 
 def _tile_proba(logits_fn, module, fused, x, P, symmetries):
@@ -447,7 +466,9 @@ def iter_dense_proba(estimator, hsi, lidar, patch_size=11, pad_mode="reflect", m
     if isinstance(module, SDHSINet):
         logits_fn = _sdhsi_logits
         fused = {module.stages3d: _fused_stages(module.stages3d),
-                 module.conv2d: _fused_stages([module.conv2d])}
+                 module.conv2d: _fused_stages([module.conv2d]),
+                 "students": (dict(zip(module.student_stages, module.aux))
+                              if module.aux and clf._predict_heads() == "mean" else {})}
     else:
         logits_fn = _mmlgnet_logits
         fused = {enc: _fused_stages(enc.stages) for enc in (module.hsi, module.lidar) if enc}

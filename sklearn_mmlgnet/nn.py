@@ -331,9 +331,17 @@ class SDHSINet(nn.Module):
                              nn.BatchNorm1d(self.student_hidden), nn.ReLU(inplace=True),
                              nn.Linear(self.student_hidden, n_classes))
 
+    #: What an eval-mode ``forward`` returns: ``"final"``, the final head's logits, or
+    #: ``"mean"``, the log of the mean of every head's class probabilities (the final
+    #: head's and the students'), so that a softmax of it is that mean. Set by
+    #: :class:`~sklearn_mmlgnet.SDHSIClassifier` from its ``predict_heads``.
+    predict_heads = "final"
+
     def forward(self, X, return_aux=False):
         x = _pad_to_receptive_field(X, self.receptive_field).unsqueeze(1)
-        students = bool(self.aux) and (self.training or return_aux)
+        mean_heads = (bool(self.aux) and self.predict_heads == "mean"
+                      and not (self.training or return_aux))
+        students = bool(self.aux) and (self.training or return_aux or mean_heads)
         pooled = {}
         for k, stage in enumerate(self.stages3d, start=1):
             x = stage(x)
@@ -346,4 +354,21 @@ class SDHSINet(nn.Module):
         if not students:
             return logits
         pooled[len(self.stages3d) + 1] = feats
-        return logits, [head(pooled[k]) for head, k in zip(self.aux, self.student_stages)]
+        aux = [head(pooled[k]) for head, k in zip(self.aux, self.student_stages)]
+        if mean_heads:
+            return mean_of_heads([logits] + aux)
+        return logits, aux
+
+
+def mean_of_heads(logits):
+    """``log(mean_k softmax(logits_k))``: logits whose softmax is the heads' mean probability.
+
+    Examples
+    --------
+    >>> import torch
+    >>> a, b = torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 2.0]])
+    >>> torch.softmax(mean_of_heads([a, b]), dim=1)
+    tensor([[0.5000, 0.5000]])
+    """
+    proba = torch.stack([torch.softmax(h.float(), dim=1) for h in logits]).mean(dim=0)
+    return torch.log(proba.clamp_min(torch.finfo(proba.dtype).tiny))

@@ -68,7 +68,10 @@ MODELS = {
     "hsi+lidar, dot similarity, text wider than the fused features": lambda: MMLGNetClassifier(
         **dict(TINY, text_embeddings=np.random.RandomState(1).normal(size=(3, 16)),
                similarity="dot")),
-    "sdhsi": lambda: SDHSIClassifier(**SD_TINY),
+    "sdhsi": lambda: SDHSIClassifier(**SD_TINY),  # the mean of every head (predict_heads)
+    "sdhsi, final head only": lambda: SDHSIClassifier(predict_heads="final", **SD_TINY),
+    "sdhsi, linear students on stages 2 and 3": lambda: SDHSIClassifier(
+        **dict(SD_TINY, student_hidden=0, student_stages=(2, 3))),
     "sdhsi without self-distillation": lambda: SDHSIClassifier(self_distillation=False, **SD_TINY),
 }
 

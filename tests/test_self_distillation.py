@@ -191,3 +191,46 @@ def test_student_parameters_are_validated_by_name(name, value, match):
     X, y = make_patches(n_per_class=5, n_hsi=12, n_lidar=0)
     with pytest.raises(ValueError, match=match):
         SDHSIClassifier(**{name: value}, **dict(SD_FAST, max_epochs=1)).fit(X, y)
+
+
+def _head_probas(clf, X):
+    """Every head's class probabilities (students first, the final head last)."""
+    module = clf.net_.module_.eval()
+    with torch.no_grad():
+        final, aux = module(torch.as_tensor(X), return_aux=True)
+    return [torch.softmax(h, dim=1).numpy().astype(np.float64) for h in list(aux) + [final]]
+
+
+def test_sdhsi_predicts_with_the_mean_of_its_heads_or_the_final_head():
+    X, y = make_patches(n_per_class=30, n_hsi=12, n_lidar=0, P=7)
+    clf = SDHSIClassifier(**dict(SD_FAST, max_epochs=3)).fit(X, y)
+    heads = _head_probas(clf, X)
+    assert len(heads) == 4
+    assert clf.predict_heads == "mean"  # the default
+    np.testing.assert_allclose(clf.predict_proba(X), np.mean(heads, axis=0), atol=1e-5)
+    # read at prediction: no refit
+    clf.set_params(predict_heads="final")
+    np.testing.assert_allclose(clf.predict_proba(X), heads[-1], atol=1e-5)
+    assert not np.allclose(np.mean(heads, axis=0), heads[-1], atol=1e-3)
+    np.testing.assert_array_equal(clf.predict(X), clf.classes_[heads[-1].argmax(1)])
+    # a model pickled before the parameter existed predicts with its final head
+    old = pickle.loads(pickle.dumps(clf.set_params(predict_heads="mean")))
+    del old.predict_heads
+    np.testing.assert_allclose(old.predict_proba(X), heads[-1], atol=1e-5)
+
+
+def test_without_students_the_mean_of_heads_is_the_final_head():
+    X, y = make_patches(n_per_class=20, n_hsi=12, n_lidar=0, P=7)
+    clf = SDHSIClassifier(self_distillation=False, **dict(SD_FAST, max_epochs=2)).fit(X, y)
+    (final,) = [torch.softmax(clf.net_.module_.eval()(torch.as_tensor(X)), 1).detach().numpy()]
+    np.testing.assert_allclose(clf.predict_proba(X), final, atol=1e-5)
+
+
+@pytest.mark.parametrize("value", ["students", None, 1])
+def test_predict_heads_is_validated_by_name(value):
+    X, y = make_patches(n_per_class=10, n_hsi=12, n_lidar=0, P=7)
+    with pytest.raises(ValueError, match=r"predict_heads must be 'final' or 'mean'"):
+        SDHSIClassifier(predict_heads=value, **dict(SD_FAST, max_epochs=1)).fit(X, y)
+    clf = SDHSIClassifier(**dict(SD_FAST, max_epochs=1)).fit(X, y)
+    with pytest.raises(ValueError, match=r"predict_heads must be 'final' or 'mean'; got"):
+        clf.set_params(predict_heads=value).predict(X)
