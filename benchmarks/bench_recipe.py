@@ -149,6 +149,8 @@ BASE_PCA = {"jasper_ridge": 0, "idtrees": 30}
 SDHSI_ROWS = {
     "SDHSI, no SD": dict(self_distillation=False),
     "SDHSI + SD (defaults: a=0.8, b=0.1)": dict(self_distillation=True),
+    # what predicts: the final head alone (the default is the mean of every head)
+    "SDHSI + SD, final head only": dict(self_distillation=True, predict_heads="final"),
     "SDHSI + SD, a=0.1": dict(self_distillation=True, aux_ce_weight=0.1),
     "SDHSI + SD, a=0.1, b=0.01": dict(self_distillation=True, aux_ce_weight=0.1,
                                       distill_weight=0.01),

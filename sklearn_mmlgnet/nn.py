@@ -274,8 +274,9 @@ class SDHSINet(nn.Module):
     spectral axis; with ``student_hidden > 0`` each student has a bottleneck of its own
     (as in "Be Your Own Teacher", Zhang et al. 2019): it reads the stage's whole
     (channel x band) map, pooled, through a hidden layer, so the shared stage is not
-    pushed to make its features linearly separable. Students exist only while training
-    and for :meth:`~sklearn_mmlgnet.SDHSIClassifier.head_scores`.
+    pushed to make its features linearly separable. Students run while training, for
+    :meth:`~sklearn_mmlgnet.SDHSIClassifier.head_scores`, and in an eval-mode forward
+    when :attr:`predict_heads` is ``"mean"``.
     The convolutions are valid in space (no zero padding), as in
     :class:`ConvEncoder`, so dense full-scene prediction is exact for patches of at
     least :attr:`receptive_field` pixels (``2 * (n_3d_stages + 1) + 1``, 9 by default).
