@@ -321,6 +321,7 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
         if not isinstance(self.augment, (bool, np.bool_)):
             raise ValueError(f"augment must be True or False; got {self.augment!r}.")
         self._test_time_augment()  # read at predict; a bad value is named at fit already
+        self._predict_heads()
         if not (self.class_weight is None or isinstance(self.class_weight, dict)
                 or (isinstance(self.class_weight, str) and self.class_weight in _BALANCED)):
             raise ValueError(
@@ -355,6 +356,9 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X):
         """Class probabilities; columns follow ``classes_`` and rows sum to 1.
 
+        With self-distillation and ``predict_heads="mean"``, the mean of the final
+        head's and the students' probabilities.
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_bands, P, P)
@@ -364,6 +368,7 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, n_classes)
         """
         X = self._check_predict_X(X)
+        self.net_.module_.predict_heads = self._predict_heads()
         if self._test_time_augment():
             # Sum in float64, one symmetry at a time (one extra copy of X in memory).
             proba = sum(self.net_.predict_proba(dihedral(torch.from_numpy(X), k).numpy())
@@ -371,6 +376,13 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
         else:
             proba = self.net_.predict_proba(X).astype(np.float64)
         return proba / proba.sum(axis=1, keepdims=True)
+
+    def _predict_heads(self):
+        """``predict_heads``, checked (predict reads it; ``fit`` need not have)."""
+        heads = getattr(self, "predict_heads", "final")  # pickles of earlier releases
+        if not (isinstance(heads, str) and heads in ("final", "mean")):
+            raise ValueError(f"predict_heads must be 'final' or 'mean'; got {heads!r}.")
+        return heads
 
     def _test_time_augment(self):
         """``test_time_augment``, checked (predict reads it; ``fit`` need not have)."""
@@ -612,6 +624,13 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         cost 8 times as much. Read at prediction only: it can be switched on a
         fitted model with ``set_params``. Skorch's validation loss (``train_split``)
         is computed without it.
+    predict_heads : {"mean", "final"}, default="mean"
+        What predicts, with self-distillation: the mean of the class probabilities of
+        the final head and of every student head (their ensemble, as in "Be Your Own
+        Teacher"), or the final head alone. Read at prediction (``predict``,
+        ``predict_proba``, dense scene prediction), as ``test_time_augment``.
+        Without self-distillation there are no students and both are the final head.
+        Chosen on inner validation (docs: self_distillation).
     label_smoothing : float, default=0.1
         Label smoothing ``eps`` in [0, 1) of the cross-entropy terms: the
         image->text term of the symmetric loss, the whole loss otherwise, and the
@@ -700,9 +719,9 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
                  similarity="cosine", self_distillation=False,
                  distill_temperature=5.0, distill_weight=0.1, aux_ce_weight=0.8,
                  lr=5e-4, weight_decay=1e-2, optimizer="adamw", lr_schedule="cosine",
-                 augment=True, test_time_augment=False, label_smoothing=0.1, class_weight=None,
-                 max_epochs=100, batch_size=64, train_split=None, callbacks=None, warm_start=False,
-                 verbose=0, device="cpu", random_state=None):
+                 augment=True, test_time_augment=False, predict_heads="mean", label_smoothing=0.1,
+                 class_weight=None, max_epochs=100, batch_size=64, train_split=None, callbacks=None,
+                 warm_start=False, verbose=0, device="cpu", random_state=None):
         self.n_lidar_bands = n_lidar_bands
         self.patch_size = patch_size
         self.temperature = temperature
@@ -733,6 +752,7 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         self.lr_schedule = lr_schedule
         self.augment = augment
         self.test_time_augment = test_time_augment
+        self.predict_heads = predict_heads
         self.label_smoothing = label_smoothing
         self.class_weight = class_weight
         self.max_epochs = max_epochs
@@ -888,13 +908,9 @@ class SDHSIClassifier(_SkorchPatchClassifier):
     test_time_augment : bool, default=False
         As in :class:`MMLGNetClassifier`.
     predict_heads : {"mean", "final"}, default="mean"
-        What predicts, with self-distillation: the mean of the class probabilities of
-        the final head and of every student (the students' ensemble of "Be Your Own
-        Teacher"), or the final head alone. Read at prediction (``predict``,
-        ``predict_proba``, dense scene prediction): no refit needed. Without
-        self-distillation there are no students and both are the final head. On inner
-        validation the mean scored 0.9 OA above the final head on Jasper Ridge (10
-        seeds) and 1.6 on IDTReeS (docs: self_distillation).
+        As in :class:`MMLGNetClassifier`. On inner validation the mean scored 0.9 OA
+        above the final head on Jasper Ridge (10 seeds) and 1.6 on IDTReeS (docs:
+        self_distillation).
     max_epochs, batch_size, train_split, callbacks, warm_start, verbose, device, random_state
         As in :class:`MMLGNetClassifier` (``max_epochs`` defaults to 50 here).
 
@@ -999,32 +1015,6 @@ class SDHSIClassifier(_SkorchPatchClassifier):
                              f"got {self.student_reduction!r}.")
         check_real(self.distill_warmup, "distill_warmup", low=0, high=1, high_inclusive=True)
         check_positive_int(self.student_hidden, "student_hidden", minimum=0)
-        self._predict_heads()  # read at predict; a bad value is named at fit already
-
-    def _predict_heads(self):
-        """``predict_heads``, checked (predict reads it; ``fit`` need not have)."""
-        heads = getattr(self, "predict_heads", "final")  # pickles of earlier releases
-        if not (isinstance(heads, str) and heads in ("final", "mean")):
-            raise ValueError(f"predict_heads must be 'final' or 'mean'; got {heads!r}.")
-        return heads
-
-    def predict_proba(self, X):
-        """Class probabilities; columns follow ``classes_`` and rows sum to 1.
-
-        With self-distillation and ``predict_heads="mean"``, the mean of the final
-        head's and the students' probabilities.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_bands, P, P)
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
-        """
-        check_is_fitted(self, "net_")
-        self.net_.module_.predict_heads = self._predict_heads()
-        return super().predict_proba(X)
 
     def _criterion_kwargs(self, loss):
         return dict(super()._criterion_kwargs(loss), student_reduction=self.student_reduction)

@@ -325,15 +325,20 @@ def _text_head(head):
 
 
 def _mmlgnet_logits(module, fused, x, P):
-    """Logits of every pixel of a padded tile (1, C, R + P - 1, W + P - 1)."""
-    parts = []
+    """Logits of every pixel of a padded tile (1, C, R + P - 1, W + P - 1); with
+    ``fused["students"]`` (the student heads, one per stage but the last), the log of
+    the mean of every head's probabilities (``predict_heads="mean"``)."""
+    students = fused["students"]
+    parts, student_parts = [], [[] for _ in students]
     for enc, xe in ((module.hsi, x[:, : module.n_hsi_bands]),
                     (module.lidar, x[:, module.n_hsi_bands:])):
         if enc is None:
             continue
         xe = xe.contiguous(memory_format=torch.channels_last)
-        for stage in fused[enc]:
+        for k, stage in enumerate(fused[enc]):
             xe = stage(xe)
+            if k < len(students):  # student k reads stage k of every encoder that has one
+                student_parts[k] += _box_and_centre(xe, P - 2 * (k + 1))
         parts += _box_and_centre(xe, P - 2 * len(enc.stages))  # as MMLGNetModule.forward
         del xe
     if module.spectral is not None:  # per pixel: the centre pixel of its patch is itself
@@ -342,7 +347,13 @@ def _mmlgnet_logits(module, fused, x, P):
                                 for i in range(0, len(pixels), _HEAD_CHUNK)]))
     fusion = module.fusion
     head = fused["head"]
-    return _head_on_parts(fusion[0], lambda z: head(fusion[1:](z)), parts)
+    logits = _head_on_parts(fusion[0], lambda z: head(fusion[1:](z)), parts)
+    if not students:
+        return logits
+    aux = [torch.cat([student(torch.cat([p[i:i + _HEAD_CHUNK] for p in sp], dim=1))
+                      for i in range(0, len(sp[0]), _HEAD_CHUNK)])
+           for student, sp in zip(students, student_parts)]
+    return mean_of_heads([logits] + aux)
 
 
 def _sdhsi_logits(module, fused, x, P):
@@ -473,6 +484,7 @@ def iter_dense_proba(estimator, hsi, lidar, patch_size=11, pad_mode="reflect", m
         logits_fn = _mmlgnet_logits
         fused = {enc: _fused_stages(enc.stages) for enc in (module.hsi, module.lidar) if enc}
         fused["head"] = _text_head(module.head)
+        fused["students"] = list(module.aux) if clf._predict_heads() == "mean" else []
     amp_ctx = (torch.autocast(device_type=device.type, dtype=amp) if amp is not None
                else contextlib.nullcontext())
     from tqdm.auto import tqdm

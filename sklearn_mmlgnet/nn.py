@@ -249,19 +249,25 @@ class MMLGNetModule(nn.Module):
         if not hasattr(self, "spectral"):
             self.spectral = None
 
+    #: What an eval-mode ``forward`` returns: ``"final"``, the final head's logits, or
+    #: ``"mean"``, :func:`mean_of_heads` of the final head and the students. Set by the
+    #: estimators from their ``predict_heads``.
+    predict_heads = "final"
+
     def forward(self, X, return_aux=False):
         feats_h = self.hsi(X[:, : self.n_hsi_bands])
         feats_l = self.lidar(X[:, self.n_hsi_bands:]) if self.lidar is not None else []
         spectral = [self.spectral(X)] if self.spectral is not None else []
         fused = torch.cat([feats_h[-1]] + feats_l[-1:] + spectral, dim=1)
         logits = self.head(self.fusion(fused))
-        if not (self.aux and (self.training or return_aux)):
+        mean_heads = not (self.training or return_aux) and self.predict_heads == "mean"
+        if not (self.aux and (self.training or return_aux or mean_heads)):
             return logits
         aux = []
         for k, head in enumerate(self.aux):
             parts = [f[k] for f in (feats_h, feats_l) if k < len(f)]
             aux.append(head(torch.cat(parts, dim=1)))
-        return logits, aux
+        return mean_of_heads([logits] + aux) if mean_heads else (logits, aux)
 
 
 class SDHSINet(nn.Module):
@@ -332,10 +338,7 @@ class SDHSINet(nn.Module):
                              nn.BatchNorm1d(self.student_hidden), nn.ReLU(inplace=True),
                              nn.Linear(self.student_hidden, n_classes))
 
-    #: What an eval-mode ``forward`` returns: ``"final"``, the final head's logits, or
-    #: ``"mean"``, the log of the mean of every head's class probabilities (the final
-    #: head's and the students'), so that a softmax of it is that mean. Set by
-    #: :class:`~sklearn_mmlgnet.SDHSIClassifier` from its ``predict_heads``.
+    #: As :attr:`MMLGNetModule.predict_heads`.
     predict_heads = "final"
 
     def forward(self, X, return_aux=False):

@@ -58,6 +58,15 @@ MODELS = {
     "hsi+lidar, cross_entropy head": lambda: MMLGNetClassifier(loss="cross_entropy", **TINY),
     "hsi+lidar, self-distillation, 3 vs 1 stages": lambda: MMLGNetClassifier(
         **dict(TINY, hsi_channels=(4, 6, 8), lidar_channels=(3,), self_distillation=True)),
+    "hsi+lidar, self-distillation, final head only": lambda: MMLGNetClassifier(
+        **dict(TINY, hsi_channels=(4, 6, 8), lidar_channels=(3,), self_distillation=True,
+               predict_heads="final")),
+    "hsi+lidar, self-distillation, cross_entropy head": lambda: MMLGNetClassifier(
+        **dict(TINY, hsi_channels=(4, 6), lidar_channels=(3, 5), self_distillation=True,
+               loss="cross_entropy")),
+    "hsi+lidar, self-distillation, text head, dot": lambda: MMLGNetClassifier(
+        **dict(TINY, hsi_channels=(4, 6), lidar_channels=(3, 5), self_distillation=True,
+               similarity="dot")),
     "hsi only": lambda: MMLGNetClassifier(n_lidar_bands=0, **TINY),
     "hsi+lidar, no spectral path": lambda: MMLGNetClassifier(**dict(TINY, spectral_channels=())),
     "hsi+lidar, two-stage spectral path": lambda: MMLGNetClassifier(

@@ -27,7 +27,7 @@ def test_mmlgnet_with_self_distillation_trains_aux_heads_and_reports_them():
     assert list(scores) == ["stage_1", "stage_2", "final"]
     assert scores["final"] > 0.9
     assert all(v > 0.5 for v in scores.values())  # the students learned too
-    assert scores["final"] == pytest.approx(clf.score(X, y))
+    assert scores["final"] == pytest.approx(clf.set_params(predict_heads="final").score(X, y))
 
 
 def test_aux_heads_are_skipped_at_inference():
@@ -201,11 +201,17 @@ def _head_probas(clf, X):
     return [torch.softmax(h, dim=1).numpy().astype(np.float64) for h in list(aux) + [final]]
 
 
-def test_sdhsi_predicts_with_the_mean_of_its_heads_or_the_final_head():
-    X, y = make_patches(n_per_class=30, n_hsi=12, n_lidar=0, P=7)
-    clf = SDHSIClassifier(**dict(SD_FAST, max_epochs=3)).fit(X, y)
+@pytest.mark.parametrize("make, data, n_heads", [
+    (lambda: SDHSIClassifier(**dict(SD_FAST, max_epochs=3)), dict(n_hsi=12, n_lidar=0, P=7), 4),
+    (lambda: MMLGNetClassifier(text_embeddings=np.eye(3, 8), self_distillation=True,
+                               hsi_channels=(8, 16, 32), lidar_channels=(4, 8), fusion_dim=32,
+                               max_epochs=3, lr=5e-3, random_state=0), {}, 3),
+], ids=["SDHSI", "MMLGNet"])
+def test_predicts_with_the_mean_of_its_heads_or_the_final_head(make, data, n_heads):
+    X, y = make_patches(n_per_class=30, **data)
+    clf = make().fit(X, y)
     heads = _head_probas(clf, X)
-    assert len(heads) == 4
+    assert len(heads) == n_heads
     assert clf.predict_heads == "mean"  # the default
     np.testing.assert_allclose(clf.predict_proba(X), np.mean(heads, axis=0), atol=1e-5)
     # read at prediction: no refit
