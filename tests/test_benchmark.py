@@ -131,6 +131,9 @@ def test_table_names_each_rows_epochs_when_runs_of_several_epoch_counts_are_merg
     dot = benchmark.markdown_table(rows, dict(meta, similarity="dot"))
     assert "score image against text embeddings with similarity='dot'" in dot
     assert "networks (random_state" not in table  # single networks go unsaid
+    assert "predict_heads" not in table  # the final head goes unsaid
+    heads = benchmark.markdown_table(rows, dict(meta, predict_heads="mean"))
+    assert "self-distillation row predicts with the mean of its heads" in heads
     ens = benchmark.markdown_table(rows, dict(meta, ensemble=2))
     assert "mean of the class probabilities of 2 networks (random_state seed + 1000 i" in ens
     one = benchmark.markdown_table(rows[:1] + rows[2:], meta)  # one epoch count: no row
@@ -139,20 +142,22 @@ def test_table_names_each_rows_epochs_when_runs_of_several_epoch_counts_are_merg
 
 def test_network_rows_take_the_per_scene_settings():
     methods = default_methods(1, 2, dict(text_encoder="sentence-transformers"),
-                              class_weight="balanced_sqrt", similarity="dot")
+                              class_weight="balanced_sqrt", similarity="dot", predict_heads="mean")
     by = {m.name: m for m in methods}
     for name in ("MMLGNet (symmetric loss)", "Same encoders, cross-entropy head (no language)",
                  "MMLGNet + self-distillation"):
         clf = by[name].build(0, 1)[-1]
         assert clf.test_time_augment is benchmark.NETWORK_TTA
         assert clf.class_weight == "balanced_sqrt" and clf.max_epochs == 2
-        assert clf.similarity == "dot"
+        assert clf.similarity == "dot" and clf.predict_heads == "mean"
     sdhsi = by["SDHSI-Net without self-distillation"].build(0, 0)[-1]
     assert sdhsi.class_weight is None and sdhsi.test_time_augment is False  # not measured there
     assert benchmark.NETWORK_CLASS_WEIGHT == {"jasper_ridge": "balanced_sqrt"}
     assert benchmark.NETWORK_SIMILARITY == {"idtrees": "dot"}
+    assert benchmark.NETWORK_PREDICT_HEADS == {"idtrees": "mean"}
     plain = default_methods(1, 2, dict(text_encoder="sentence-transformers"))
     assert plain[0].build(0, 1)[-1].similarity == "cosine"
+    assert plain[0].build(0, 1)[-1].predict_heads == "final"
 
 
 def test_ensemble_rows_average_networks_of_successive_seeds_and_name_every_members_classes():

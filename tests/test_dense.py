@@ -58,15 +58,15 @@ MODELS = {
     "hsi+lidar, cross_entropy head": lambda: MMLGNetClassifier(loss="cross_entropy", **TINY),
     "hsi+lidar, self-distillation, 3 vs 1 stages": lambda: MMLGNetClassifier(
         **dict(TINY, hsi_channels=(4, 6, 8), lidar_channels=(3,), self_distillation=True)),
-    "hsi+lidar, self-distillation, final head only": lambda: MMLGNetClassifier(
+    "hsi+lidar, self-distillation, 3 vs 1 stages, mean of heads": lambda: MMLGNetClassifier(
         **dict(TINY, hsi_channels=(4, 6, 8), lidar_channels=(3,), self_distillation=True,
-               predict_heads="final")),
-    "hsi+lidar, self-distillation, cross_entropy head": lambda: MMLGNetClassifier(
+               predict_heads="mean")),
+    "hsi+lidar, self-distillation, cross_entropy head, mean of heads": lambda: MMLGNetClassifier(
         **dict(TINY, hsi_channels=(4, 6), lidar_channels=(3, 5), self_distillation=True,
-               loss="cross_entropy")),
-    "hsi+lidar, self-distillation, text head, dot": lambda: MMLGNetClassifier(
+               loss="cross_entropy", predict_heads="mean")),
+    "hsi+lidar, self-distillation, dot, mean of heads": lambda: MMLGNetClassifier(
         **dict(TINY, hsi_channels=(4, 6), lidar_channels=(3, 5), self_distillation=True,
-               similarity="dot")),
+               similarity="dot", predict_heads="mean")),
     "hsi only": lambda: MMLGNetClassifier(n_lidar_bands=0, **TINY),
     "hsi+lidar, no spectral path": lambda: MMLGNetClassifier(**dict(TINY, spectral_channels=())),
     "hsi+lidar, two-stage spectral path": lambda: MMLGNetClassifier(
@@ -100,6 +100,7 @@ def test_dense_equals_patch_prediction_at_borders_and_interior(scene, name):
 
 
 @pytest.mark.parametrize("name", ["hsi+lidar, text head", "hsi+lidar, self-distillation, 3 vs 1 stages",
+                                  "hsi+lidar, self-distillation, 3 vs 1 stages, mean of heads",
                                   "sdhsi"])
 @pytest.mark.parametrize("pad_mode", ["reflect", "constant"])
 def test_dense_test_time_augmentation_equals_the_patch_path(scene, name, pad_mode):
