@@ -118,11 +118,11 @@ MMLG_ROWS = {
     "balanced_sqrt, similarity='dot'": dict(class_weight="balanced_sqrt", similarity="dot"),
     "balanced_sqrt, self_distillation=True": dict(class_weight="balanced_sqrt",
                                                   self_distillation=True),
-    # what predicts with self-distillation: the final head alone (default: every head's mean)
-    "balanced_sqrt, self_distillation=True, final head only": dict(
-        class_weight="balanced_sqrt", self_distillation=True, predict_heads="final"),
-    "dot, self_distillation=True, final head only": dict(
-        similarity="dot", self_distillation=True, predict_heads="final"),
+    # what predicts with self-distillation: every head's mean (default: the final head)
+    "balanced_sqrt, self_distillation=True, mean of heads": dict(
+        class_weight="balanced_sqrt", self_distillation=True, predict_heads="mean"),
+    "dot, self_distillation=True, mean of heads": dict(
+        similarity="dot", self_distillation=True, predict_heads="mean"),
     "dot, text_adapter=1": dict(similarity="dot", text_adapter=1.0),
     "dot, temperature=0.03": dict(similarity="dot", temperature=0.03),
     "dot, temperature=0.15": dict(similarity="dot", temperature=0.15),
