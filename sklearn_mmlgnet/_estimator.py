@@ -368,13 +368,19 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, n_classes)
         """
         X = self._check_predict_X(X)
-        self.net_.module_.predict_heads = self._predict_heads()
-        if self._test_time_augment():
-            # Sum in float64, one symmetry at a time (one extra copy of X in memory).
-            proba = sum(self.net_.predict_proba(dihedral(torch.from_numpy(X), k).numpy())
-                        .astype(np.float64) for k in range(N_SYMMETRIES))
-        else:
-            proba = self.net_.predict_proba(X).astype(np.float64)
+        module = self.net_.module_
+        # For this prediction only: skorch's validation loss in a later fit scores the
+        # final head, as training does.
+        module.predict_heads = self._predict_heads()
+        try:
+            if self._test_time_augment():
+                # Sum in float64, one symmetry at a time (one extra copy of X in memory).
+                proba = sum(self.net_.predict_proba(dihedral(torch.from_numpy(X), k).numpy())
+                            .astype(np.float64) for k in range(N_SYMMETRIES))
+            else:
+                proba = self.net_.predict_proba(X).astype(np.float64)
+        finally:
+            del module.predict_heads  # back to the class's "final"
         return proba / proba.sum(axis=1, keepdims=True)
 
     def _predict_heads(self):

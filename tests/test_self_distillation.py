@@ -219,6 +219,13 @@ def test_predicts_with_the_mean_of_its_heads_or_the_final_head(make, data, n_hea
     np.testing.assert_allclose(clf.predict_proba(X), heads[-1], atol=1e-5)
     assert not np.allclose(np.mean(heads, axis=0), heads[-1], atol=1e-3)
     np.testing.assert_array_equal(clf.predict(X), clf.classes_[heads[-1].argmax(1)])
+    # the module predicts with the mean for that call only (skorch's validation loss of a
+    # later warm-start fit scores the final head)
+    clf.set_params(predict_heads="mean").predict_proba(X)
+    module = clf.net_.module_.eval()
+    with torch.no_grad():
+        np.testing.assert_allclose(torch.softmax(module(torch.as_tensor(X)), 1).numpy(),
+                                   heads[-1], atol=1e-5)
     # a model pickled before the parameter existed predicts with its final head
     old = pickle.loads(pickle.dumps(clf.set_params(predict_heads="mean")))
     del old.predict_heads
