@@ -48,7 +48,7 @@ OLD_SD = dict(self_distillation=True, aux_ce_weight=0.8, distill_weight=0.1, dis
 # The training recipe of the earlier defaults: every row but the "new defaults" ones
 # starts from it (a row's own parameters override it).
 OLD_RECIPE = dict(augment=False, optimizer="adam", weight_decay=0.0, lr_schedule=None,
-                  label_smoothing=0.0)
+                  label_smoothing=0.0, predict_heads="final")
 NEW_SD = dict(OLD_SD, student_reduction="mean", student_hidden=64)
 OLD_NET = dict(conv3d_channels=(8, 16, 32), spectral_kernels=(7, 5, 3))
 NEW_NET = dict(conv3d_channels=(8, 16), spectral_kernels=(7, 5))

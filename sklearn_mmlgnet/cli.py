@@ -166,17 +166,7 @@ def build_parser():
 
 
 def check_device(device):
-    """``device`` if torch can use it on this machine, else a ValueError naming ``--device``.
-
-    Examples
-    --------
-    >>> check_device("cpu")
-    'cpu'
-    >>> check_device("foo")
-    Traceback (most recent call last):
-    ...
-    ValueError: --device 'foo' is not a torch device; use cpu, cuda or cuda:N.
-    """
+    """:func:`sklearn_mmlgnet._validation.check_device`, its errors naming ``--device``."""
     return _validation.check_device(device, name="--device")
 
 
