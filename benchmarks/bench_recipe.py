@@ -14,7 +14,8 @@ model, ``--epochs`` fixed epochs) with one lever changed from today's defaults,
 next to the tuned centre-pixel SVM on the same split (a row may also set the
 epochs, ``max_epochs``, the PCA in front of the network, ``pca``, the centre
 ``patch`` x ``patch`` of the patches the network sees, Gaussian ``noise`` on the
-training batches, or ``centred_text`` class prototypes: see ``mmlg_pipeline``). Prints
+training batches, training patches ``mix``-ed with others, or ``centred_text`` class
+prototypes: see ``mmlg_pipeline``). Prints
 inner-validation OA / AA (%) mean +/- std over seeds, the paired difference from
 the first network row on the same seed (mean +/- std), and seconds per fit (mean
 over folds and seeds). ``--dataset idtrees`` runs the same rows on IDTReeS: seed s
@@ -144,6 +145,14 @@ MMLG_ROWS = {
     "balanced_sqrt, input noise 0.1": dict(class_weight="balanced_sqrt", noise=0.1),
     "balanced_sqrt, input noise 0.2": dict(class_weight="balanced_sqrt", noise=0.2),
     "balanced_sqrt, input noise 0.4": dict(class_weight="balanced_sqrt", noise=0.4),
+    # a wider / deeper spectral path (default (256, 128)), with the benchmark's weights
+    "balanced_sqrt, spectral_channels=(512, 256)": dict(class_weight="balanced_sqrt",
+                                                        spectral_channels=(512, 256)),
+    "balanced_sqrt, spectral_channels=(512, 256, 128)": dict(class_weight="balanced_sqrt",
+                                                             spectral_channels=(512, 256, 128)),
+    # training patches mixed with others of the batch, keeping the dominant one's label
+    "balanced_sqrt, patch mix 0.55": dict(class_weight="balanced_sqrt", mix=0.55),
+    "balanced_sqrt, patch mix 0.7": dict(class_weight="balanced_sqrt", mix=0.7),
     "centred class embeddings": dict(centred_text=True),
     "dot, centred class embeddings": dict(similarity="dot", centred_text=True),
 }
@@ -227,6 +236,33 @@ class InputNoise(Callback):
             batch[0].add_(self.std * torch.randn_like(batch[0]))
 
 
+class PatchMix(Callback):
+    """Mix half of every training batch's patches with other patches of the batch.
+
+    Jasper Ridge's pixels are linear mixtures of four endmembers, labelled by the most
+    abundant one. A chosen patch becomes ``lam * x + (1 - lam) * x'`` with ``lam``
+    drawn uniformly in ``[low, 1)`` and ``x'`` another patch of the batch, and keeps
+    its own label, the dominant one (``low >= 0.5``): more mixed pixels, labelled as
+    the scene's are. (The bands are standardised per band, an affine map, so the mix
+    is the standardised mix of the raw spectra.) Validation batches and prediction
+    are left alone.
+    """
+
+    def __init__(self, low):
+        self.low = low
+
+    def on_batch_begin(self, net, batch=None, training=False, **kwargs):
+        if not training:
+            return
+        X = batch[0]
+        n = len(X)
+        lam = self.low + (1 - self.low) * torch.rand(n)
+        lam = torch.where(torch.rand(n) < 0.5, lam, torch.ones(n)).to(X.dtype)
+        other = X[torch.randperm(n)]  # a copy: the mix below reads the unmixed batch
+        lam = lam.view(-1, *([1] * (X.dim() - 1)))
+        X.mul_(lam).add_((1 - lam) * other)
+
+
 def centred_class_embeddings(class_names):
     """``{label: unit vector}``: the unit class-name embeddings (packaged offline model,
     default prompts) less their mean, renormalised. The direction all classes share is
@@ -242,13 +278,14 @@ def centred_class_embeddings(class_names):
 
 
 def mmlg_pipeline(dataset, class_names, epochs, seed, pca=None, patch=None, noise=0.0,
-                  centred_text=False, **params):
+                  mix=0.0, centred_text=False, **params):
     """The benchmark's :func:`~sklearn_mmlgnet.benchmark.network_pipeline` for one row.
 
     ``pca`` components of the HSI bands (default :data:`BASE_PCA` of the dataset; 0
     keeps every band); ``patch``: the network sees the centre ``patch`` x ``patch`` of
     each patch (default: the scene's base patch, :data:`PATCH` or :data:`IDTREES_PATCH`);
-    ``noise``: :class:`InputNoise` of that std on training batches;
+    ``noise``: :class:`InputNoise` of that std on training batches; ``mix``:
+    :class:`PatchMix` with that ``low``;
     ``centred_text``: :func:`centred_class_embeddings` as the class prototypes;
     ``params`` go to the estimator (a row's ``max_epochs`` overrides ``epochs``).
     """
@@ -257,8 +294,10 @@ def mmlg_pipeline(dataset, class_names, epochs, seed, pca=None, patch=None, nois
     patch = patch or (IDTREES_PATCH if dataset == "idtrees" else PATCH)
     params = dict(dict(n_lidar_bands=n_lidar, text_encoder="sentence-transformers",
                        class_names=class_names, max_epochs=epochs, random_state=seed), **params)
-    if noise:
-        params["callbacks"] = [("input_noise", InputNoise(noise))]
+    callbacks = ([("input_noise", InputNoise(noise))] if noise else []) + (
+        [("patch_mix", PatchMix(mix))] if mix else [])
+    if callbacks:
+        params["callbacks"] = callbacks
     if centred_text:
         params["text_embeddings"] = centred_class_embeddings(class_names)
     pipe = network_pipeline(params, pca=pca)

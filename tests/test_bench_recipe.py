@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 from sklearn.utils import Bunch
@@ -13,12 +10,9 @@ from sklearn_mmlgnet.benchmark import IDTREES_FOLDS
 from sklearn_mmlgnet.datasets import idtrees_splits, load_jasper_ridge
 from sklearn_mmlgnet.patches import labelled_patches
 
-from .conftest import SHARED_DATA, requires_shared
+from .conftest import SHARED_DATA, load_benchmark, requires_shared
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_recipe.py"
-_spec = importlib.util.spec_from_file_location("bench_recipe", _PATH)
-bench_recipe = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench_recipe)
+bench_recipe = load_benchmark("bench_recipe")
 
 
 @requires_shared
@@ -133,6 +127,36 @@ def test_input_noise_moves_training_batches_only():
     pipe = bench_recipe.mmlg_pipeline("jasper_ridge", {1: "tree"}, 5, 0, noise=0.2)
     (name, cb), = pipe[-1].get_params()["callbacks"]
     assert name == "input_noise" and cb.std == 0.2
+
+
+def test_patch_mix_keeps_each_patch_dominant_and_leaves_validation_alone():
+    import torch
+
+    mix = bench_recipe.PatchMix(0.7)
+    i = torch.arange(64.0, dtype=torch.float64)
+    # patch i: band 0 all i, band 1 all i^2 / 64 (a mix of i and j is then solvable)
+    base = torch.stack([i, i ** 2 / 64], dim=1).view(64, 2, 1, 1).expand(64, 2, 5, 5).contiguous()
+    y = torch.arange(64)
+    X = base.clone()
+    mix.on_batch_begin(None, batch=(X, y), training=False)
+    assert torch.equal(X, base)  # validation batches are left alone
+    torch.manual_seed(0)
+    mix.on_batch_begin(None, batch=(X, y), training=True)
+    assert torch.equal(y, torch.arange(64))  # labels untouched
+    # each patch is mixed as a whole (one lam for every pixel)
+    assert torch.equal(X, X[:, :, :1, :1].expand_as(X))
+    v = X[:, :, 0, 0]
+    changed = (v != base[:, :, 0, 0]).any(dim=1)
+    assert 16 < int(changed.sum()) < 48  # about half the batch
+    for k in torch.nonzero(changed).ravel().tolist():
+        # lam * x_k + (1 - lam) * x_j for one other patch j of the batch, lam in [0.7, 1)
+        j = i[i != k]
+        lam = (v[k, 0] - j) / (k - j)
+        fits = (torch.abs(lam * k ** 2 / 64 + (1 - lam) * j ** 2 / 64 - v[k, 1]) < 1e-6)
+        assert bool((fits & (lam >= 0.7 - 1e-9) & (lam < 1)).any()), k
+    pipe = bench_recipe.mmlg_pipeline("jasper_ridge", {1: "tree"}, 5, 0, mix=0.55, noise=0.1)
+    names = [n for n, _ in pipe[-1].get_params()["callbacks"]]
+    assert names == ["input_noise", "patch_mix"]
 
 
 def test_centred_class_embeddings_spread_the_classes_apart(monkeypatch):
