@@ -8,7 +8,8 @@ as ``mmlgnet benchmark --dataset jasper_ridge`` does (same code path, same split
 settings; their test OA is that of ``docs/results/results_jasper_ridge.md``) and splits
 each one's test accuracy by the pixel's abundance *margin*, its largest abundance less
 its second largest: near-tie pixels (margin < ``--tie``), clear pixels (margin >=
-``--clear``). It then prints what the same tuned SVM scores when training pixels lie
+``--clear``), with each row's confusion matrix on near-tie pixels summed over seeds
+(which class wins a tie). It then prints what the same tuned SVM scores when training pixels lie
 everywhere in the scene (stratified random 5-fold CV over all labelled pixels, the
 spatially disjoint split dropped): not a protocol, an estimate of how far a
 centre-pixel classifier of this scene can go with the labels as they are.
@@ -25,6 +26,7 @@ import tempfile
 
 import numpy as np
 import scipy.io
+from sklearn.metrics import confusion_matrix
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from sklearn_mmlgnet import baselines
@@ -70,6 +72,8 @@ def main(argv=None):
                            log=lambda *a: None)
         run.text_kwargs = resolve_text_encoder("auto", log=print)
         results = {name: [] for name in rows}
+        confusion = {name: 0 for name in rows}  # near-tie pixels, summed over seeds
+        labels = None
         for seed in range(args.seeds):
             scene = load_dataset("jasper_ridge", args.data_home, seed)
             margin = abundance_margin(scene)
@@ -79,8 +83,11 @@ def main(argv=None):
             for method in run._methods(0):
                 est, _ = run._fit(method, seed, 0, Xtr, ytr, inner, class_names=scene.class_names)
                 pred = run._predict(est, method, scene, scene.hsi.shape[2], test_mask)[test_mask]
-                s = split_scores(scene.labels[test_mask], pred, margin[test_mask], args.tie,
-                                 args.clear)
+                y, m = scene.labels[test_mask], margin[test_mask]
+                s = split_scores(y, pred, m, args.tie, args.clear)
+                labels = sorted(scene.class_names)
+                confusion[method.name] = confusion[method.name] + confusion_matrix(
+                    y[m < args.tie], pred[m < args.tie], labels=labels)
                 results[method.name].append(s)
                 print(f"[seed {seed}] {method.name:32s} OA {s['oa']:6.2f}  near-tie px "
                       f"{s['oa_tie']:6.2f}  clear px {s['oa_clear']:6.2f}  errors on near-tie px "
@@ -97,6 +104,12 @@ def main(argv=None):
         cells = [np.array([r[k] for r in rs]) for k in ("oa", "oa_tie", "oa_clear", "err_tie",
                                                          "clear_errors")]
         print(f"| {name} | " + " | ".join(f"{c.mean():.2f} ± {c.std():.2f}" for c in cells) + " |")
+    names = [scene.class_names[k] for k in labels]
+    for name, cm in confusion.items():
+        print(f"\n{name}: near-tie test px of all seeds, true class (rows) by predicted (columns)")
+        print(f"{'':>8s}" + "".join(f"{n:>8s}" for n in names))
+        for n, counts in zip(names, cm):
+            print(f"{n:>8s}" + "".join(f"{v:8d}" for v in counts))
 
     # Training pixels everywhere: the tuned SVM under stratified random 5-fold CV of every
     # labelled pixel (its own C / gamma search inside each fold, as the benchmark's).

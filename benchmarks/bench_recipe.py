@@ -241,9 +241,9 @@ class PatchMix(Callback):
 
     Jasper Ridge's pixels are linear mixtures of four endmembers, labelled by the most
     abundant one. A chosen patch becomes ``lam * x + (1 - lam) * x'`` with ``lam``
-    drawn uniformly in ``[low, 1)`` and ``x'`` another patch of the batch, and keeps
-    its own label, the dominant one (``low >= 0.5``): more mixed pixels, labelled as
-    the scene's are. (The bands are standardised per band, an affine map, so the mix
+    drawn uniformly in ``[low, 1)`` and ``x'`` a patch of the batch drawn at random,
+    and keeps its own label, the dominant one (``low >= 0.5``): more mixed pixels,
+    labelled as the scene's are. (The bands are standardised per band, an affine map, so the mix
     is the standardised mix of the raw spectra.) Validation batches and prediction
     are left alone.
     """
