@@ -150,6 +150,9 @@ MMLG_ROWS = {
                                                         spectral_channels=(512, 256)),
     "balanced_sqrt, spectral_channels=(512, 256, 128)": dict(class_weight="balanced_sqrt",
                                                              spectral_channels=(512, 256, 128)),
+    # sharper class boundaries (no smoothing, no weights, longer): nearer a max-margin fit
+    "balanced_sqrt, label_smoothing=0": dict(class_weight="balanced_sqrt", label_smoothing=0.0),
+    "label_smoothing=0, max_epochs=60": dict(label_smoothing=0.0, max_epochs=60),
     # training patches mixed with others of the batch, keeping the dominant one's label
     "balanced_sqrt, patch mix 0.55": dict(class_weight="balanced_sqrt", mix=0.55),
     "balanced_sqrt, patch mix 0.7": dict(class_weight="balanced_sqrt", mix=0.7),
