@@ -1,4 +1,4 @@
-"""bench_jasper_labels: the abundance margin lines up with the labels, and the split scores."""
+"""bench_jasper_labels: the abundance margin is read in the scene's pixel order; the split scores."""
 
 from __future__ import annotations
 
