@@ -9,8 +9,8 @@ settings; their test OA is that of ``docs/results/results_jasper_ridge.md``) and
 each one's test accuracy by the pixel's abundance *margin*, its largest abundance less
 its second largest: near-tie pixels (margin < ``--tie``), clear pixels (margin >=
 ``--clear``), with each row's confusion matrix on near-tie pixels summed over seeds
-(which class wins a tie). It then prints what the same tuned SVM scores when training pixels lie
-everywhere in the scene (stratified random 5-fold CV over all labelled pixels, the
+(which class wins a tie). It then prints what the same tuned SVM scores when training
+pixels lie everywhere in the scene (stratified random 5-fold CV over all labelled pixels, the
 spatially disjoint split dropped): not a protocol, an estimate of how far a
 centre-pixel classifier of this scene can go with the labels as they are.
 
@@ -36,7 +36,6 @@ from sklearn_mmlgnet.patches import labelled_patches
 
 #: The benchmark rows fitted by default (``--rows``: any of ``mmlgnet benchmark --methods``).
 ROWS = ("SVM (RBF, tuned), centre pixel", "MMLGNet (symmetric loss)")
-PATCH = 11
 
 
 def abundance_margin(scene):
@@ -67,6 +66,8 @@ def main(argv=None):
     parser.add_argument("--rows", nargs="+", default=list(ROWS),
                         help="benchmark rows, by name or part of it (default: %(default)s)")
     args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error(f"--seeds takes a count of at least 1; got {args.seeds}")
 
     with tempfile.TemporaryDirectory() as out:
         run = BenchmarkRun("jasper_ridge", out, seeds=args.seeds, epochs=args.epochs,
@@ -74,13 +75,13 @@ def main(argv=None):
                            log=lambda *a: None)
         run.text_kwargs = resolve_text_encoder("auto", log=print)
         results, confusion = {}, {}  # confusion: near-tie pixels, summed over seeds
-        labels = None
         for seed in range(args.seeds):
             scene = load_dataset("jasper_ridge", args.data_home, seed)
             margin = abundance_margin(scene)
             test_mask = scene.test_mask & (scene.labels > 0)
-            Xtr, ytr, rtr, ctr = labelled_patches(scene, scene.train_mask, PATCH)
-            inner = baselines.inner_cv(rows=rtr, cols=ctr, patch_size=PATCH, random_state=seed)
+            Xtr, ytr, rtr, ctr = labelled_patches(scene, scene.train_mask, run.patch_size)
+            inner = baselines.inner_cv(rows=rtr, cols=ctr, patch_size=run.patch_size,
+                                       random_state=seed)
             for method in run._methods(0):
                 est, _ = run._fit(method, seed, 0, Xtr, ytr, inner, class_names=scene.class_names)
                 pred = run._predict(est, method, scene, scene.hsi.shape[2], test_mask)[test_mask]
