@@ -26,12 +26,13 @@ def test_margin_is_read_in_the_scene_pixel_order():
 
 
 def test_split_scores_separate_near_tie_and_clear_pixels():
-    y = np.array([1, 1, 2, 2, 3, 3])
-    pred = np.array([1, 2, 2, 2, 1, 3])
-    margin = np.array([0.05, 0.05, 0.5, 0.15, 0.9, 0.9])
+    y = np.array([1, 1, 2, 2, 3, 3, 1, 2])
+    pred = np.array([1, 2, 2, 2, 1, 3, 2, 2])
+    # pixels 6 and 7 sit on the bounds: margin == tie is not near-tie, margin == clear is clear
+    margin = np.array([0.05, 0.05, 0.5, 0.15, 0.9, 0.9, 0.1, 0.2])
     s = bench.split_scores(y, pred, margin, tie=0.1, clear=0.2)
-    assert s["oa"] == pytest.approx(100 * 4 / 6)
+    assert s["oa"] == pytest.approx(100 * 5 / 8)
     assert s["oa_tie"] == pytest.approx(50)             # pixels 0, 1
-    assert s["oa_clear"] == pytest.approx(100 * 2 / 3)  # pixels 2, 4, 5
-    assert s["err_tie"] == pytest.approx(50)            # errors: pixel 1 (near-tie), 4 (clear)
-    assert s["clear_errors"] == 1 and s["n"] == 6
+    assert s["oa_clear"] == pytest.approx(75)           # pixels 2, 4, 5, 7
+    assert s["err_tie"] == pytest.approx(100 / 3)       # errors: pixels 1 (near-tie), 4, 6
+    assert s["clear_errors"] == 1 and s["n"] == 8       # pixel 4
