@@ -31,8 +31,7 @@ from sklearn.metrics import confusion_matrix
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from sklearn_mmlgnet import baselines
-from sklearn_mmlgnet.benchmark import BenchmarkRun, load_dataset, resolve_text_encoder
-from sklearn_mmlgnet.patches import labelled_patches
+from sklearn_mmlgnet.benchmark import BenchmarkRun
 
 #: The benchmark rows fitted by default (``--rows``: any of ``mmlgnet benchmark --methods``).
 ROWS = ("SVM (RBF, tuned), centre pixel", "MMLGNet (symmetric loss)")
@@ -69,33 +68,26 @@ def main(argv=None):
     if args.seeds < 1:
         parser.error(f"--seeds takes a count of at least 1; got {args.seeds}")
 
-    with tempfile.TemporaryDirectory() as out:
-        run = BenchmarkRun("jasper_ridge", out, seeds=args.seeds, epochs=args.epochs,
-                           data_home=args.data_home, methods=args.rows, maps=False, verbose=0,
-                           log=lambda *a: None)
-        run.text_kwargs = resolve_text_encoder("auto", log=print)
-        results, confusion = {}, {}  # confusion: near-tie pixels, summed over seeds
-        margin = None  # the scene's, the same whatever the seed's split
-        for seed in range(args.seeds):
-            scene = load_dataset("jasper_ridge", args.data_home, seed)
-            if margin is None:
-                margin = abundance_margin(scene)
-            test_mask = scene.test_mask & (scene.labels > 0)
-            Xtr, ytr, rtr, ctr = labelled_patches(scene, scene.train_mask, run.patch_size)
-            inner = baselines.inner_cv(rows=rtr, cols=ctr, patch_size=run.patch_size,
-                                       random_state=seed)
-            for method in run._methods(0):
-                est, _ = run._fit(method, seed, 0, Xtr, ytr, inner, class_names=scene.class_names)
-                pred = run._predict(est, method, scene, scene.hsi.shape[2], test_mask)[test_mask]
-                y, m = scene.labels[test_mask], margin[test_mask]
-                s = split_scores(y, pred, m, args.tie, args.clear)
-                labels = sorted(scene.class_names)
-                confusion[method.name] = confusion.get(method.name, 0) + confusion_matrix(
-                    y[m < args.tie], pred[m < args.tie], labels=labels)
-                results.setdefault(method.name, []).append(s)
-                print(f"[seed {seed}] {method.name:32s} OA {s['oa']:6.2f}  near-tie px "
-                      f"{s['oa_tie']:6.2f}  clear px {s['oa_clear']:6.2f}  errors on near-tie px "
-                      f"{s['err_tie']:5.1f} %  errors on clear px {s['clear_errors']}", flush=True)
+    results, confusion, seen = {}, {}, {}  # confusion: near-tie pixels, summed over seeds
+
+    def on_predict(name, seed, scene, test_mask, pred):
+        if "margin" not in seen:  # the scene's, the same whatever the seed's split
+            seen["margin"] = abundance_margin(scene)
+        seen.update(scene=scene, test_mask=test_mask)
+        y, m = scene.labels[test_mask], seen["margin"][test_mask]
+        s = split_scores(y, pred, m, args.tie, args.clear)
+        results.setdefault(name, []).append(s)
+        confusion[name] = confusion.get(name, 0) + confusion_matrix(
+            y[m < args.tie], pred[m < args.tie], labels=sorted(scene.class_names))
+        print(f"[seed {seed}] {name:32s} OA {s['oa']:6.2f}  near-tie px {s['oa_tie']:6.2f}  "
+              f"clear px {s['oa_clear']:6.2f}  errors on near-tie px {s['err_tie']:5.1f} %  "
+              f"errors on clear px {s['clear_errors']}", flush=True)
+
+    with tempfile.TemporaryDirectory() as out:  # the run's own tables are not kept
+        BenchmarkRun("jasper_ridge", out, seeds=args.seeds, epochs=args.epochs,
+                     data_home=args.data_home, methods=args.rows, maps=False, verbose=0,
+                     log=lambda msg: None, on_predict=on_predict).run()
+    scene, margin, test_mask = seen["scene"], seen["margin"], seen["test_mask"]
     share = np.mean(margin[test_mask] < args.tie)
     print(f"\nJasper Ridge test splits, seeds 0..{args.seeds - 1}: near-tie = abundance margin < "
           f"{args.tie} ({100 * share:.1f} % of seed {args.seeds - 1}'s test px), clear = margin >= "
@@ -108,7 +100,7 @@ def main(argv=None):
         cells = [np.array([r[k] for r in rs]) for k in ("oa", "oa_tie", "oa_clear", "err_tie",
                                                          "clear_errors")]
         print(f"| {name} | " + " | ".join(f"{c.mean():.2f} ± {c.std():.2f}" for c in cells) + " |")
-    names = [scene.class_names[k] for k in labels]
+    names = [scene.class_names[k] for k in sorted(scene.class_names)]
     for name, cm in confusion.items():
         print(f"\n{name}: near-tie test px of all seeds, true class (rows) by predicted (columns)")
         print(f"{'':>8s}" + "".join(f"{n:>8s}" for n in names))

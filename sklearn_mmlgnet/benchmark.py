@@ -340,11 +340,17 @@ def _crown_means(X, idx, crown_id):
 
 
 class BenchmarkRun:
-    """Runs the methods over seeds and keeps results, table and maps up to date on disk."""
+    """Runs the methods over seeds and keeps results, table and maps up to date on disk.
+
+    ``on_predict``, if given, is called after each fit on a scene (not IDTReeS's
+    plot folds) as ``on_predict(method_name, seed, scene, test_mask, pred)``, with
+    ``pred`` the predicted labels of the pixels of ``test_mask`` in row-major order:
+    what an analysis of the test predictions beyond OA / AA / kappa needs.
+    """
 
     def __init__(self, dataset, out, seeds=3, epochs=50, device="cpu", quick=False,
                  data_home=None, text_encoder="auto", methods=None, patch_size=None, maps=True,
-                 verbose=1, resume=False, log=print):
+                 verbose=1, resume=False, log=print, on_predict=None):
         self.dataset = dataset
         self.out = Path(out)
         self.seeds = seeds
@@ -359,6 +365,7 @@ class BenchmarkRun:
         self.verbose = verbose
         self.log = log
         self.resume = resume
+        self.on_predict = on_predict
         self.results = []
         self.searches = {}
 
@@ -469,6 +476,8 @@ class BenchmarkRun:
         t0 = time.perf_counter()
         pred = self._predict(est, method, scene, n_hsi, test_mask)[test_mask]
         predict_s = time.perf_counter() - t0
+        if self.on_predict is not None:
+            self.on_predict(method.name, seed, scene, test_mask, pred)
         yte = scene.labels[test_mask]
         row = self._row(method, seed, evaluate(yte, pred), fit_s, predict_s, len(yte), est)
         clf = est[-1]

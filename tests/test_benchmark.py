@@ -83,6 +83,19 @@ def test_resume_keeps_finished_runs_and_runs_only_the_others(tmp_path, monkeypat
                      **dict(common, quick=False)).run()
 
 
+def test_on_predict_receives_each_fit_s_test_predictions(tmp_path, monkeypatch):
+    monkeypatch.setattr(benchmark, "load_dataset", lambda name, data_home, seed: _tiny_scene())
+    calls = []
+    rows = BenchmarkRun("synthetic", tmp_path, seeds=2, quick=True, maps=False,
+                        methods=["KNN (tuned), centre"], log=lambda msg: None,
+                        on_predict=lambda *args: calls.append(args)).run()
+    assert [(name, seed) for name, seed, *_ in calls] == [("KNN (tuned), centre pixel", 0),
+                                                         ("KNN (tuned), centre pixel", 1)]
+    for (_, _, scene, mask, pred), row in zip(calls, rows):
+        assert pred.shape == (mask.sum(),) and not (mask & ~scene.test_mask).any()
+        assert np.mean(pred == scene.labels[mask]) == pytest.approx(row["OA"])
+
+
 def test_per_head_scores_are_batched_and_equal_one_pass(tmp_path, monkeypatch):
     """Per-head scores walk the test pixels batch by batch and equal a single head_scores call."""
     from sklearn_mmlgnet.patches import extract_patches
