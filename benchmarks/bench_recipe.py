@@ -21,7 +21,9 @@ the first network row on the same seed (mean +/- std), and seconds per fit (mean
 over folds and seeds). ``--dataset idtrees`` runs the same rows on IDTReeS: seed s
 takes the training pixels of the benchmark's plot-grouped outer fold s, cut into 3
 plot-grouped inner folds, with PCA 30 + canopy height and 7 x 7 patches; the SVM's own
-C / gamma search then runs on plot-grouped folds too, as the benchmark's (``svm_search``).
+C / gamma search then runs on plot-grouped folds too, as the benchmark's (``classic_search``).
+Next to the SVM runs the tuned logistic regression on the centre pixel (its C searched the
+same way); ``--no-svm`` leaves both out.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_recipe.py --data-home ../shared/data --seeds 0 1 2
     OMP_NUM_THREADS=1 python benchmarks/bench_recipe.py --sdhsi --seeds 0 1 2   # SDHSI heads
@@ -49,7 +51,7 @@ from sklearn.preprocessing import FunctionTransformer
 from skorch.callbacks import Callback
 
 from sklearn_mmlgnet import BandStandardScaler, SDHSIClassifier, SpectralPCA
-from sklearn_mmlgnet.baselines import inner_cv, tuned_svm
+from sklearn_mmlgnet.baselines import inner_cv, tuned_logistic_regression, tuned_svm
 from sklearn_mmlgnet.benchmark import IDTREES_FOLDS, SEARCH_SAMPLES, network_pipeline
 from sklearn_mmlgnet.datasets import load_jasper_ridge
 from sklearn_mmlgnet.metrics import average_accuracy, overall_accuracy
@@ -110,6 +112,11 @@ MMLG_ROWS = {
     "patch 7": dict(patch=7),
     "patch 9": dict(patch=9),
     "patch 11": dict(patch=11),
+    "balanced_sqrt, PCA 10 (network input)": dict(class_weight="balanced_sqrt", pca=10),
+    "balanced_sqrt, PCA 20 (network input)": dict(class_weight="balanced_sqrt", pca=20),
+    "balanced_sqrt, PCA 40 (network input)": dict(class_weight="balanced_sqrt", pca=40),
+    "balanced_sqrt, patch 1": dict(class_weight="balanced_sqrt", patch=1),
+    "balanced_sqrt, patch 3": dict(class_weight="balanced_sqrt", patch=3),
     "balanced_sqrt, patch 5": dict(class_weight="balanced_sqrt", patch=5),
     "balanced_sqrt, patch 7": dict(class_weight="balanced_sqrt", patch=7),
     "balanced_sqrt, patch 9": dict(class_weight="balanced_sqrt", patch=9),
@@ -179,7 +186,7 @@ SDHSI_ROWS = {
 
 def inner_folds(data_home, seed):
     """The scene's training patches and their 3 spatial inner folds (test pixels never
-    read); the last item, what else :func:`svm_search` needs, is empty here."""
+    read); the last item, what else :func:`classic_search` needs, is empty here."""
     scene = load_jasper_ridge(data_home, random_state=seed)
     X, y, r, c = labelled_patches(scene, scene.train_mask, PATCH)
     cv = SpatialBlockKFold(r, c, n_splits=3, block_size=32, patch_size=PATCH, min_train=0,
@@ -202,20 +209,21 @@ def idtrees_inner_folds(data, seed):
     return data, X, y, list(cv.split(X, y, groups)), {"groups": groups}
 
 
-def svm_search(where, tr, seed):
-    """The tuned SVM to fit on inner-training pixels ``tr``, and the keywords of its fit.
+def classic_search(where, tr, seed, factory=tuned_svm):
+    """The tuned classic baseline ``factory`` (default: the SVM) to fit on inner-training
+    pixels ``tr``, and the keywords of its fit.
 
-    On IDTReeS (``where`` holds plot ``groups``) its own C / gamma search runs on
+    On IDTReeS (``where`` holds plot ``groups``) its own hyperparameter search runs on
     plot-grouped folds of ``tr`` with the benchmark's sample cap, as the benchmark's
     does, so that pixels of one crown never score each other. On Jasper Ridge it uses
     shuffled stratified folds: an inner-training region of a few hundred pixels holds
     too few 32 x 32 blocks for the benchmark's spatial folds.
     """
     if "groups" in where:
-        return (tuned_svm(cv=inner_cv(grouped=True, random_state=seed), random_state=seed,
-                          max_search_samples=SEARCH_SAMPLES["idtrees"]),
+        return (factory(cv=inner_cv(grouped=True, random_state=seed), random_state=seed,
+                        max_search_samples=SEARCH_SAMPLES["idtrees"]),
                 {"groups": where["groups"][tr]})
-    return tuned_svm(random_state=seed), {}
+    return factory(random_state=seed), {}
 
 
 def centre_crop(X, size):
@@ -375,7 +383,8 @@ def main(argv=None):
     parser.add_argument("--sdhsi-pca", type=int, default=30,
                         help="PCA components in front of SDHSI-Net (default: 30, as the Jasper "
                              "rows of docs/self_distillation; the benchmark gives it 15)")
-    parser.add_argument("--no-svm", action="store_true")
+    parser.add_argument("--no-svm", action="store_true",
+                        help="leave out the classic rows (tuned SVM, tuned logistic regression)")
     parser.add_argument("--out", help="JSON file of per-fit results (appended as they come)")
     parser.add_argument("--ensemble", type=int, default=1,
                         help="average the probabilities of this many network initialisations "
@@ -466,10 +475,14 @@ def main(argv=None):
             with open(args.out, "w") as fh:
                 json.dump(results, fh, indent=1)
 
-    if not args.no_svm:
+    classic = {} if args.no_svm else {"tuned SVM (centre pixel)": tuned_svm,
+                                      "tuned logistic regression (centre pixel)":
+                                          tuned_logistic_regression}
+    for name, factory in classic.items():
         for seed in args.seeds:
-            run("tuned SVM (centre pixel)", seed,
-                lambda scene, where, tr, seed=seed: svm_search(where, tr, seed),
+            run(name, seed,
+                lambda scene, where, tr, seed=seed, factory=factory:
+                    classic_search(where, tr, seed, factory),
                 ensemble=1, shifts=())
     for name in names:
         for seed in args.seeds:

@@ -43,6 +43,7 @@ import warnings
 
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import (
     GridSearchCV,
     KFold,
@@ -65,6 +66,12 @@ from .preprocessing import CenterPixel, ExtendedMorphologicalProfile
 #: blocked inner folds often prefer.
 SVM_GRID = {"C": (1.0, 10.0, 100.0, 1e3, 1e4, 1e5),
             "gamma": (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)}
+#: Logistic-regression grid (inverse L2 strength on standardised features): 6 decades.
+LOGREG_GRID = {"C": (0.01, 0.1, 1.0, 10.0, 100.0, 1e3)}
+#: Iterations of its L-BFGS solver: enough for every C on Jasper Ridge's 198 bands; on
+#: IDTReeS's 370 correlated bands C >= 100 can stop here (ConvergenceWarning), and inner CV
+#: chooses C of 0.1 to 10 there.
+LOGREG_MAX_ITER = 2000
 #: KNN grid (on standardised features).
 KNN_GRID = {"n_neighbors": (1, 3, 5, 9, 15, 25)}
 #: Random-forest grid; every forest has :data:`RF_N_ESTIMATORS` trees.
@@ -317,6 +324,35 @@ def tuned_svm(features=None, *, param_grid=None, cv=None, max_search_samples=MAX
                   n_jobs, random_state)
 
 
+def tuned_logistic_regression(features=None, *, param_grid=None, cv=None,
+                              max_search_samples=MAX_SEARCH_SAMPLES, scoring=None, n_jobs=1,
+                              random_state=None):
+    """Multinomial logistic regression with C chosen by inner CV (grid :data:`LOGREG_GRID`).
+
+    The linear classic: on a scene whose labels follow linear mixtures of a few
+    endmembers (a pixel labelled by its most abundant one, as Jasper Ridge's), class
+    boundaries are near-hyperplanes in the spectrum, which a linear model extrapolates
+    to unseen regions. Parameters as in :func:`tuned_svm`; the search runs over
+    StandardScaler + :class:`~sklearn.linear_model.LogisticRegression` (L-BFGS,
+    :data:`LOGREG_MAX_ITER` iterations).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.RandomState(0)
+    >>> y = np.repeat([0, 1, 2], 20)
+    >>> X = rng.normal(size=(60, 5, 7, 7)) + y[:, None, None, None]
+    >>> clf = tuned_logistic_regression(random_state=0).fit(X, y)
+    >>> clf.best_params_["C"] in LOGREG_GRID["C"], clf.classes_.tolist()
+    (True, [0, 1, 2])
+    """
+    return _tuned(features if features is not None else CenterPixel(),
+                  [("scale", StandardScaler()),
+                   ("logreg", LogisticRegression(max_iter=LOGREG_MAX_ITER))],
+                  LOGREG_GRID if param_grid is None else param_grid, cv, max_search_samples,
+                  scoring, n_jobs, random_state)
+
+
 def tuned_knn(features=None, *, param_grid=None, cv=None, max_search_samples=MAX_SEARCH_SAMPLES,
               scoring=None, n_jobs=1, random_state=None):
     """k-nearest neighbours with k chosen by inner CV (grid :data:`KNN_GRID`).
@@ -418,7 +454,8 @@ def _fmt(v):
 
 
 __all__ = [
-    "SVM_GRID", "KNN_GRID", "RF_GRID", "RF_N_ESTIMATORS", "INNER_N_SPLITS", "MAX_SEARCH_SAMPLES",
-    "EMP_N_COMPONENTS", "EMP_RADII", "TunedPipeline", "SubsampledCV", "inner_cv", "tuned_svm",
-    "tuned_knn", "tuned_random_forest", "spectral_spatial_svm", "describe_search",
+    "SVM_GRID", "LOGREG_GRID", "LOGREG_MAX_ITER", "KNN_GRID", "RF_GRID", "RF_N_ESTIMATORS",
+    "INNER_N_SPLITS", "MAX_SEARCH_SAMPLES", "EMP_N_COMPONENTS", "EMP_RADII", "TunedPipeline",
+    "SubsampledCV", "inner_cv", "tuned_svm", "tuned_logistic_regression", "tuned_knn",
+    "tuned_random_forest", "spectral_spatial_svm", "describe_search",
 ]

@@ -219,6 +219,8 @@ def default_methods(n_lidar, epochs, text_kwargs, device="cpu", quick=False, ver
         Method("SDHSI-Net without self-distillation", sdhsi(False), bands="hsi",
                group="self-distillation"),
         Method("SVM (RBF, tuned), centre pixel", tuned(baselines.tuned_svm), group="baseline"),
+        Method("Logistic regression (tuned), centre pixel",
+               tuned(baselines.tuned_logistic_regression), group="baseline"),
         Method("RandomForest (tuned), centre pixel", tuned(baselines.tuned_random_forest),
                group="baseline"),
         Method("KNN (tuned), centre pixel", tuned(baselines.tuned_knn), group="baseline"),
@@ -228,6 +230,9 @@ def default_methods(n_lidar, epochs, text_kwargs, device="cpu", quick=False, ver
         methods += [
             Method("SVM (RBF, tuned), crown-mean spectrum", tuned(baselines.tuned_svm),
                    group="baseline", features="crown_mean"),
+            Method("Logistic regression (tuned), crown-mean spectrum",
+                   tuned(baselines.tuned_logistic_regression), group="baseline",
+                   features="crown_mean"),
             Method("RandomForest (tuned), crown-mean spectrum", tuned(baselines.tuned_random_forest),
                    group="baseline", features="crown_mean"),
             Method("KNN (tuned), crown-mean spectrum", tuned(baselines.tuned_knn),

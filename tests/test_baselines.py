@@ -10,6 +10,7 @@ from sklearn.utils import Bunch
 
 from sklearn_mmlgnet.baselines import (
     KNN_GRID,
+    LOGREG_GRID,
     RF_GRID,
     SVM_GRID,
     SubsampledCV,
@@ -18,6 +19,7 @@ from sklearn_mmlgnet.baselines import (
     inner_cv,
     spectral_spatial_svm,
     tuned_knn,
+    tuned_logistic_regression,
     tuned_random_forest,
     tuned_svm,
 )
@@ -98,7 +100,7 @@ def test_test_pixels_do_not_change_the_tuned_baseline(scene):
 
 
 @pytest.mark.parametrize("factory, grid", [
-    (tuned_svm, SVM_GRID), (tuned_knn, KNN_GRID),
+    (tuned_svm, SVM_GRID), (tuned_knn, KNN_GRID), (tuned_logistic_regression, LOGREG_GRID),
     (lambda **kw: tuned_random_forest(n_estimators=10, **kw), RF_GRID),
     (lambda **kw: spectral_spatial_svm(1, radii=(1,), **kw), SVM_GRID),
 ])

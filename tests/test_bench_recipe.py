@@ -86,19 +86,27 @@ def test_jasper_rows_cannot_ask_for_patches_larger_than_the_inner_buffer(capsys)
         del bench_recipe.MMLG_ROWS["patch 13 (test)"]
 
 
-def test_the_svm_row_searches_on_folds_cut_as_the_benchmark_cuts_them():
+@pytest.mark.parametrize("factory, classifier", [
+    ("tuned_svm", "SVC"), ("tuned_logistic_regression", "LogisticRegression")])
+def test_the_classic_rows_search_on_folds_cut_as_the_benchmark_cuts_them(factory, classifier):
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     from sklearn_mmlgnet.benchmark import SEARCH_SAMPLES
 
+    def searched(est):  # the classifier inside the row's search
+        return type(est.steps[-1][1].estimator.steps[-1][1]).__name__
+
     tr = np.arange(0, 60, 2)
-    est, fit_kw = bench_recipe.svm_search({"groups": np.arange(60) // 5}, tr, seed=0)
+    factory = getattr(bench_recipe, factory)
+    est, fit_kw = bench_recipe.classic_search({"groups": np.arange(60) // 5}, tr, 0, factory)
+    assert searched(est) == classifier
     cv = est.steps[-1][1].cv  # the search's folds, each candidate on a capped sample
     assert isinstance(cv.cv, StratifiedGroupKFold)  # plots, as the benchmark
     assert cv.max_samples == SEARCH_SAMPLES["idtrees"]
     np.testing.assert_array_equal(fit_kw["groups"], tr // 5)
     # Jasper Ridge: too few blocks in an inner-training region, so stratified folds
-    est, fit_kw = bench_recipe.svm_search({}, tr, seed=0)
+    est, fit_kw = bench_recipe.classic_search({}, tr, 0, factory)
+    assert searched(est) == classifier
     assert isinstance(est.steps[-1][1].cv.cv, StratifiedKFold) and fit_kw == {}
 
 

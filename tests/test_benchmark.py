@@ -24,6 +24,11 @@ def _tiny_scene():
 def test_select_methods_names_every_method_when_nothing_matches():
     methods = default_methods(1, 1, {})
     assert [m.name for m in select_methods(methods, ["knn"])] == ["KNN (tuned), centre pixel"]
+    # the linear classic row, on the centre pixel; on IDTReeS also on crown means
+    assert [m.name for m in select_methods(methods, ["logistic"])] == [
+        "Logistic regression (tuned), centre pixel"]
+    crowns = select_methods(default_methods(1, 1, {}, crowns=True), ["logistic"])
+    assert [m.features for m in crowns] == ["patches", "crown_mean"]
     with pytest.raises(ValueError, match="matches none of the methods") as err:
         select_methods(methods, ["no such method"])
     assert all(m.name in str(err.value) for m in methods)
