@@ -329,10 +329,10 @@ def tuned_logistic_regression(features=None, *, param_grid=None, cv=None,
                               random_state=None):
     """Multinomial logistic regression with C chosen by inner CV (grid :data:`LOGREG_GRID`).
 
-    The linear classic: on a scene whose labels follow linear mixtures of a few
-    endmembers (a pixel labelled by its most abundant one, as Jasper Ridge's), class
-    boundaries are near-hyperplanes in the spectrum, which a linear model extrapolates
-    to unseen regions. Parameters as in :func:`tuned_svm`; the search runs over
+    The linear classic: where a pixel is labelled by the most abundant of a few
+    endmembers whose spectra mix about linearly (Jasper Ridge), the class boundaries lie
+    near hyperplanes in the spectrum, and a linear model carries them into unseen
+    regions. Parameters as in :func:`tuned_svm`; the search runs over
     StandardScaler + :class:`~sklearn.linear_model.LogisticRegression` (L-BFGS,
     :data:`LOGREG_MAX_ITER` iterations).
 
