@@ -112,6 +112,8 @@ MMLG_ROWS = {
     "patch 7": dict(patch=7),
     "patch 9": dict(patch=9),
     "patch 11": dict(patch=11),
+    "balanced_sqrt, weight_decay=0.1": dict(class_weight="balanced_sqrt", weight_decay=0.1),
+    "balanced_sqrt, weight_decay=1": dict(class_weight="balanced_sqrt", weight_decay=1.0),
     "balanced_sqrt, PCA 10 (network input)": dict(class_weight="balanced_sqrt", pca=10),
     "balanced_sqrt, PCA 20 (network input)": dict(class_weight="balanced_sqrt", pca=20),
     "balanced_sqrt, PCA 40 (network input)": dict(class_weight="balanced_sqrt", pca=40),
