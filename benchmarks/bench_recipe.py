@@ -107,21 +107,14 @@ MMLG_ROWS = {
     "no PCA (every band)": dict(pca=0),
     "PCA 60, test_time_augment=True": dict(pca=60, test_time_augment=True),
     # the patch the network sees: the centre of the loaded patches (PATCH / IDTREES_PATCH)
-    "patch 3": dict(patch=3),
-    "patch 5": dict(patch=5),
-    "patch 7": dict(patch=7),
-    "patch 9": dict(patch=9),
-    "patch 11": dict(patch=11),
+    **{f"patch {p}": dict(patch=p) for p in (3, 5, 7, 9, 11)},
+    # Jasper Ridge, with the benchmark's square-root class weights
     "balanced_sqrt, weight_decay=0.1": dict(class_weight="balanced_sqrt", weight_decay=0.1),
     "balanced_sqrt, weight_decay=1": dict(class_weight="balanced_sqrt", weight_decay=1.0),
-    "balanced_sqrt, PCA 10 (network input)": dict(class_weight="balanced_sqrt", pca=10),
-    "balanced_sqrt, PCA 20 (network input)": dict(class_weight="balanced_sqrt", pca=20),
-    "balanced_sqrt, PCA 40 (network input)": dict(class_weight="balanced_sqrt", pca=40),
-    "balanced_sqrt, patch 1": dict(class_weight="balanced_sqrt", patch=1),
-    "balanced_sqrt, patch 3": dict(class_weight="balanced_sqrt", patch=3),
-    "balanced_sqrt, patch 5": dict(class_weight="balanced_sqrt", patch=5),
-    "balanced_sqrt, patch 7": dict(class_weight="balanced_sqrt", patch=7),
-    "balanced_sqrt, patch 9": dict(class_weight="balanced_sqrt", patch=9),
+    **{f"balanced_sqrt, PCA {k} (network input)": dict(class_weight="balanced_sqrt", pca=k)
+       for k in (10, 20, 40)},
+    **{f"balanced_sqrt, patch {p}": dict(class_weight="balanced_sqrt", patch=p)
+       for p in (1, 3, 5, 7, 9)},
     "balanced_sqrt, loss='image_to_text'": dict(class_weight="balanced_sqrt", loss="image_to_text"),
     "loss='image_to_text'": dict(loss="image_to_text"),
     "similarity='dot'": dict(similarity="dot"),
