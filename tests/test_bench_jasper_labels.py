@@ -36,3 +36,12 @@ def test_split_scores_separate_near_tie_and_clear_pixels():
     assert s["oa_clear"] == pytest.approx(75)           # pixels 2, 4, 5, 7
     assert s["err_tie"] == pytest.approx(100 / 3)       # errors: pixels 1 (near-tie), 4, 6
     assert s["clear_errors"] == 1 and s["n"] == 8       # pixel 4
+
+
+def test_linear_separability_tells_a_linear_rule_from_one_it_cannot_be():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 2))
+    halves = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)    # one hyperplane
+    xor = ((X[:, 0] > 0) ^ (X[:, 1] > 0)).astype(int)     # no hyperplane does better than ~half
+    assert bench.linear_separability(X, halves) > 98
+    assert bench.linear_separability(X, xor) < 70
