@@ -14,8 +14,8 @@ model, ``--epochs`` fixed epochs) with one lever changed from today's defaults,
 next to the tuned centre-pixel SVM on the same split (a row may also set the
 epochs, ``max_epochs``, the PCA in front of the network, ``pca``, the centre
 ``patch`` x ``patch`` of the patches the network sees, Gaussian ``noise`` on the
-training batches, training patches ``mix``-ed with others, or ``centred_text`` class
-prototypes: see ``mmlg_pipeline``). Prints
+training batches, training patches ``mix``-ed with others, ``centred_text`` class
+prototypes, or each pixel's ``spectra`` normalised: see ``mmlg_pipeline``). Prints
 inner-validation OA / AA (%) mean +/- std over seeds, the paired difference from
 the first network row on the same seed (mean +/- std), and seconds per fit (mean
 over folds and seeds). ``--dataset idtrees`` runs the same rows on IDTReeS: seed s
@@ -23,7 +23,8 @@ takes the training pixels of the benchmark's plot-grouped outer fold s, cut into
 plot-grouped inner folds, with PCA 30 + canopy height and 7 x 7 patches; the SVM's own
 C / gamma search then runs on plot-grouped folds too, as the benchmark's (``classic_search``).
 Next to the SVM runs the tuned logistic regression on the centre pixel (its C searched the
-same way); ``--no-svm`` leaves both out.
+same way); ``--no-svm`` leaves both out, ``--classic-spectra unit`` adds both again on
+unit-length spectra (``spectra_step``, as the network rows' ``spectra``).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_recipe.py --data-home ../shared/data --seeds 0 1 2
     OMP_NUM_THREADS=1 python benchmarks/bench_recipe.py --sdhsi --seeds 0 1 2   # SDHSI heads
@@ -43,6 +44,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import partial
 
 import numpy as np
 import torch
@@ -50,7 +52,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from skorch.callbacks import Callback
 
-from sklearn_mmlgnet import BandStandardScaler, SDHSIClassifier, SpectralPCA
+from sklearn_mmlgnet import (
+    BandStandardScaler,
+    CenterPixel,
+    SDHSIClassifier,
+    SpectralNormalizer,
+    SpectralPCA,
+)
 from sklearn_mmlgnet.baselines import inner_cv, tuned_logistic_regression, tuned_svm
 from sklearn_mmlgnet.benchmark import IDTREES_FOLDS, SEARCH_SAMPLES, network_pipeline
 from sklearn_mmlgnet.datasets import load_jasper_ridge
@@ -158,6 +166,10 @@ MMLG_ROWS = {
     # training patches mixed with others of the batch, keeping the dominant one's label
     "balanced_sqrt, patch mix 0.55": dict(class_weight="balanced_sqrt", mix=0.55),
     "balanced_sqrt, patch mix 0.7": dict(class_weight="balanced_sqrt", mix=0.7),
+    "balanced_sqrt, unit-length spectra": dict(class_weight="balanced_sqrt", spectra="unit"),
+    "balanced_sqrt, log reflectance": dict(class_weight="balanced_sqrt", spectra="log"),
+    "dot, unit-length spectra": dict(similarity="dot", spectra="unit"),
+    "dot, log reflectance": dict(similarity="dot", spectra="log"),
     "centred class embeddings": dict(centred_text=True),
     "dot, centred class embeddings": dict(similarity="dot", centred_text=True),
 }
@@ -269,6 +281,35 @@ class PatchMix(Callback):
         X.mul_(lam).add_((1 - lam) * other)
 
 
+#: How the rows name each kind of :func:`spectra_step`.
+SPECTRA_NAMES = {"unit": "unit-length spectra", "log": "log reflectance"}
+
+#: Reflectance below this is taken as this before a log (both scenes' bands are reflectance
+#: in [0, ~1]; 0.02 % of Jasper Ridge's and 0.1 % of IDTReeS's values are 0).
+REFLECTANCE_FLOOR = 1e-3
+
+
+def log_reflectance(X, n_lidar=0):
+    """Patches ``(n, bands, p, p)`` with the log of each HSI band's reflectance (at least
+    :data:`REFLECTANCE_FLOOR`): a multiplicative change of illumination becomes an offset
+    shared by the bands. The last ``n_lidar`` bands are left alone."""
+    X = np.array(X, dtype=np.float32)  # a copy: the caller's patches are not touched
+    hsi = X[:, :X.shape[1] - n_lidar]
+    hsi[...] = np.log(np.maximum(hsi, REFLECTANCE_FLOOR))
+    return X
+
+
+def spectra_step(kind, n_lidar):
+    """The step that re-expresses each pixel's HSI bands before the per-band standardisation:
+    ``"unit"`` the package's :class:`~sklearn_mmlgnet.SpectralNormalizer` (unit length,
+    brightness drops out), ``"log"`` :func:`log_reflectance`."""
+    if kind == "unit":
+        return SpectralNormalizer("l2", n_lidar_bands=n_lidar)
+    if kind == "log":
+        return FunctionTransformer(log_reflectance, kw_args=dict(n_lidar=n_lidar))
+    raise ValueError(f"kind must be 'unit' or 'log'; got {kind!r}")
+
+
 def centred_class_embeddings(class_names):
     """``{label: unit vector}``: the unit class-name embeddings (packaged offline model,
     default prompts) less their mean, renormalised. The direction all classes share is
@@ -284,7 +325,7 @@ def centred_class_embeddings(class_names):
 
 
 def mmlg_pipeline(dataset, class_names, epochs, seed, pca=None, patch=None, noise=0.0,
-                  mix=0.0, centred_text=False, **params):
+                  mix=0.0, centred_text=False, spectra=None, **params):
     """The benchmark's :func:`~sklearn_mmlgnet.benchmark.network_pipeline` for one row.
 
     ``pca`` components of the HSI bands (default :data:`BASE_PCA` of the dataset; 0
@@ -293,6 +334,7 @@ def mmlg_pipeline(dataset, class_names, epochs, seed, pca=None, patch=None, nois
     ``noise``: :class:`InputNoise` of that std on training batches; ``mix``:
     :class:`PatchMix` with that ``low``;
     ``centred_text``: :func:`centred_class_embeddings` as the class prototypes;
+    ``spectra``: each pixel's HSI bands re-expressed first (:func:`spectra_step`);
     ``params`` go to the estimator (a row's ``max_epochs`` overrides ``epochs``).
     """
     n_lidar = 1 if dataset == "idtrees" else 0
@@ -310,6 +352,8 @@ def mmlg_pipeline(dataset, class_names, epochs, seed, pca=None, patch=None, nois
     # A no-op where the loaded patches are already this size.
     crop = FunctionTransformer(centre_crop, kw_args=dict(size=patch))
     pipe.steps.insert(0, ("centre_crop", crop))
+    if spectra:
+        pipe.steps.insert(1, ("spectra", spectra_step(spectra, n_lidar)))
     return pipe
 
 
@@ -380,6 +424,9 @@ def main(argv=None):
                              "rows of docs/self_distillation; the benchmark gives it 15)")
     parser.add_argument("--no-svm", action="store_true",
                         help="leave out the classic rows (tuned SVM, tuned logistic regression)")
+    parser.add_argument("--classic-spectra", choices=("unit", "log"),
+                        help="also run the classic rows on each pixel's spectra re-expressed "
+                             "thus (spectra_step)")
     parser.add_argument("--out", help="JSON file of per-fit results (appended as they come)")
     parser.add_argument("--ensemble", type=int, default=1,
                         help="average the probabilities of this many network initialisations "
@@ -473,6 +520,13 @@ def main(argv=None):
     classic = {} if args.no_svm else {"tuned SVM (centre pixel)": tuned_svm,
                                       "tuned logistic regression (centre pixel)":
                                           tuned_logistic_regression}
+    if classic and args.classic_spectra:
+        n_lidar = 1 if args.dataset == "idtrees" else 0
+        classic.update({
+            f"{name[:-1]}, {SPECTRA_NAMES[args.classic_spectra]})": partial(
+                factory, features=make_pipeline(spectra_step(args.classic_spectra, n_lidar),
+                                                CenterPixel()))
+            for name, factory in list(classic.items())})
     for name, factory in classic.items():
         for seed in args.seeds:
             run(name, seed,

@@ -14,6 +14,7 @@ from .preprocessing import (
     BandStandardScaler,
     CenterPixel,
     ExtendedMorphologicalProfile,
+    SpectralNormalizer,
     SpectralPCA,
 )
 
@@ -25,6 +26,7 @@ __all__ = [
     "BandStandardScaler",
     "CenterPixel",
     "ExtendedMorphologicalProfile",
+    "SpectralNormalizer",
     "SpectralPCA",
     "__version__",
 ]

@@ -20,7 +20,8 @@ rounding: about ``P^2`` times less convolution work than patch by patch.
 The scene is walked in tiles with a halo of ``P // 2`` pixels (what a patch
 reaches beyond its centre) on each side, so memory is bounded by the tile, not
 by the scene. Band-wise transformers before the classifier in a Pipeline
-(:class:`~sklearn_mmlgnet.preprocessing.BandStandardScaler`,
+(:class:`~sklearn_mmlgnet.preprocessing.SpectralNormalizer`,
+:class:`~sklearn_mmlgnet.preprocessing.BandStandardScaler`,
 :class:`~sklearn_mmlgnet.preprocessing.SpectralPCA`) map each pixel on its own,
 so they are applied to the tile's pixels as P = 1 patches.
 
@@ -73,6 +74,7 @@ def dense_support(estimator, patch_size=None):
     estimator : fitted estimator
         An :class:`~sklearn_mmlgnet.MMLGNetClassifier` or
         :class:`~sklearn_mmlgnet.SDHSIClassifier`, a Pipeline of
+        :class:`~sklearn_mmlgnet.preprocessing.SpectralNormalizer` /
         :class:`~sklearn_mmlgnet.preprocessing.BandStandardScaler` /
         :class:`~sklearn_mmlgnet.preprocessing.SpectralPCA` steps followed by one
         of them, or a fitted search (GridSearchCV) refitted on one.
@@ -95,7 +97,7 @@ def dense_support(estimator, patch_size=None):
     from sklearn.utils.validation import check_is_fitted
 
     from ._estimator import _SkorchPatchClassifier
-    from .preprocessing import BandStandardScaler, SpectralPCA
+    from .preprocessing import BandStandardScaler, SpectralNormalizer, SpectralPCA
 
     est = _unwrap_search(estimator)
     transformers = []
@@ -104,11 +106,12 @@ def dense_support(estimator, patch_size=None):
         for name, step in steps:
             if step is None or step == "passthrough":
                 continue
-            if type(step) not in (BandStandardScaler, SpectralPCA):
+            if type(step) not in (SpectralNormalizer, BandStandardScaler, SpectralPCA):
                 raise DenseNotSupportedError(
                     f"Pipeline step {name!r} ({type(step).__name__}) is not a band-wise "
-                    "transformer (BandStandardScaler, SpectralPCA); dense prediction needs "
-                    "every step before the classifier to map each pixel on its own.")
+                    "transformer (SpectralNormalizer, BandStandardScaler, SpectralPCA); dense "
+                    "prediction needs every step before the classifier to map each pixel on "
+                    "its own.")
             transformers.append(step)
     else:
         clf = est

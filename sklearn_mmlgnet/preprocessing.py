@@ -18,6 +18,7 @@ import numbers
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
+from sklearn.preprocessing import normalize
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
@@ -37,6 +38,21 @@ def _check_n_features(est, X):
         raise ValueError(
             f"X has {X.shape[1]} features, but {type(est).__name__} is expecting "
             f"{est.n_features_in_} features as input.")
+
+
+def _map_hsi_pixels(est, X, fn):
+    """``X`` with its HSI bands replaced by ``fn`` of them, pixel by pixel; LiDAR bands kept.
+
+    ``fn`` maps a ``(n_pixels, est.n_hsi_bands_)`` matrix to ``(n_pixels, k)``; the result
+    holds those ``k`` bands followed by the LiDAR bands, in ``X``'s rank and float dtype.
+    """
+    X, was_2d = _as_patches(X)
+    _check_n_features(est, X)
+    n, _, P, _ = X.shape
+    hsi = np.moveaxis(X[:, : est.n_hsi_bands_], 1, -1).reshape(-1, est.n_hsi_bands_)
+    out = np.asarray(fn(hsi), dtype=X.dtype).reshape(n, P, P, -1)
+    Xt = np.concatenate([np.moveaxis(out, -1, 1), X[:, est.n_hsi_bands_:]], axis=1)
+    return Xt[:, :, 0, 0] if was_2d else Xt
 
 
 class BandStandardScaler(TransformerMixin, BaseEstimator):
@@ -135,13 +151,58 @@ class SpectralPCA(TransformerMixin, BaseEstimator):
 
     def transform(self, X):
         check_is_fitted(self, "pca_")
-        X, was_2d = _as_patches(X)
-        _check_n_features(self, X)
-        n, _, P, _ = X.shape
-        hsi = np.moveaxis(X[:, : self.n_hsi_bands_], 1, -1).reshape(-1, self.n_hsi_bands_)
-        comps = self.pca_.transform(hsi).astype(X.dtype).reshape(n, P, P, -1)
-        Xt = np.concatenate([np.moveaxis(comps, -1, 1), X[:, self.n_hsi_bands_:]], axis=1)
-        return Xt[:, :, 0, 0] if was_2d else Xt
+        return _map_hsi_pixels(self, X, self.pca_.transform)
+
+
+class SpectralNormalizer(TransformerMixin, BaseEstimator):
+    """Scale every pixel's HSI spectrum to unit norm; LiDAR bands pass through untouched.
+
+    A pixel's brightness (illumination, shade, slope) drops out and the shape of its
+    spectrum stays: with ``norm="l2"`` two pixels then differ by the angle between their
+    spectra, as the spectral angle mapper compares them. Each pixel is mapped on its own
+    (no statistics are learnt), so it chains before :class:`BandStandardScaler` and dense
+    scene prediction stays exact. In front of MMLGNet it added 2.7 AA points at equal OA on
+    the inner validation of Jasper Ridge's training pixels, and 0.8 OA on IDTReeS'
+    (docs/defaults.rst). A pixel whose HSI bands are all zero stays zero.
+
+    Parameters
+    ----------
+    norm : {"l2", "l1", "max"}, default="l2"
+        The norm each pixel's HSI bands are divided by, as in
+        :func:`sklearn.preprocessing.normalize` ("l1" for non-negative reflectance is
+        the pixel's band sum).
+    n_lidar_bands : int, default=1
+        Trailing bands that are LiDAR and are not scaled.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+    n_hsi_bands_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.RandomState(0).uniform(0.1, 0.9, size=(4, 6, 3, 3))
+    >>> Xt = SpectralNormalizer(n_lidar_bands=1).fit_transform(X)
+    >>> np.allclose(np.linalg.norm(Xt[:, :5], axis=1), 1), np.allclose(Xt[:, 5], X[:, 5])
+    (True, True)
+    """
+
+    def __init__(self, norm="l2", n_lidar_bands=1):
+        self.norm = norm
+        self.n_lidar_bands = n_lidar_bands
+
+    def fit(self, X, y=None):
+        X, _ = _as_patches(X)
+        if self.norm not in ("l2", "l1", "max"):
+            raise ValueError(f"norm must be 'l2', 'l1' or 'max'; got {self.norm!r}.")
+        self.n_hsi_bands_, _ = check_band_split(X.shape[1], self.n_lidar_bands)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "n_hsi_bands_")
+        return _map_hsi_pixels(self, X, lambda hsi: normalize(hsi, norm=self.norm))
 
 
 class CenterPixel(TransformerMixin, BaseEstimator):

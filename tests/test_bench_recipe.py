@@ -123,6 +123,39 @@ def test_rows_build_the_benchmarks_network_behind_a_centre_crop():
         assert ours[1].get_params() == theirs[1].get_params()
 
 
+def test_log_reflectance_turns_illumination_into_an_offset_and_leaves_lidar_alone():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0.01, 0.9, size=(3, 5, 3, 3)).astype(np.float32)  # 4 HSI bands + LiDAR
+    X[1, :4, 0, 0] = 0.0                                      # a pixel without signal
+    before = X.copy()
+    brighter = X.copy()
+    brighter[:, :4] *= 2.5                                    # the same surfaces, lit 2.5x
+    log = bench_recipe.log_reflectance(X, n_lidar=1)
+    shift = bench_recipe.log_reflectance(brighter, n_lidar=1)[:, :4] - log[:, :4]
+    np.testing.assert_allclose(shift[X[:, :4] > 0], np.log(2.5), rtol=1e-5)  # an offset
+    np.testing.assert_allclose(log[1, :4, 0, 0], np.log(bench_recipe.REFLECTANCE_FLOOR))
+    np.testing.assert_array_equal(log[:, 4], X[:, 4])         # the LiDAR band
+    np.testing.assert_array_equal(X, before)                  # the caller's array
+    with pytest.raises(ValueError, match="kind must be"):
+        bench_recipe.spectra_step("l2", 0)
+
+
+def test_unit_spectra_rows_build_the_benchmarks_normalised_network():
+    from sklearn_mmlgnet.benchmark import network_pipeline
+
+    pipe = bench_recipe.mmlg_pipeline("idtrees", {1: "oak"}, 5, 3, spectra="unit")
+    bench = network_pipeline(dict(n_lidar_bands=1, text_encoder="sentence-transformers",
+                                  class_names={1: "oak"}, max_epochs=5, random_state=3),
+                             pca=bench_recipe.BASE_PCA["idtrees"], spectral_norm="l2")
+    names = [n for n, _ in bench.steps[1:]]
+    assert [n for n, _ in pipe.steps] == ["centre_crop", "spectra"] + names
+    for ours, theirs in zip(pipe.steps[1:], bench.steps):
+        assert type(ours[1]) is type(theirs[1]) and ours[1].get_params() == theirs[1].get_params()
+    log = bench_recipe.mmlg_pipeline("jasper_ridge", {1: "tree"}, 5, 3, spectra="log")
+    assert [n for n, _ in log.steps][:3] == ["centre_crop", "spectra", "bandstandardscaler"]
+    assert log.steps[1][1].kw_args == {"n_lidar": 0}
+
+
 def test_input_noise_moves_training_batches_only():
     import torch
 

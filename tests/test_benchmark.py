@@ -154,6 +154,9 @@ def test_table_names_each_rows_epochs_when_runs_of_several_epoch_counts_are_merg
     assert "self-distillation row predicts with the mean of its heads" in heads
     ens = benchmark.markdown_table(rows, dict(meta, ensemble=2))
     assert "mean of the class probabilities of 2 networks (random_state seed + 1000 i" in ens
+    assert "SpectralNormalizer" not in table
+    unit = benchmark.markdown_table(rows, dict(meta, spectral_norm="l2"))
+    assert "scale each pixel's spectrum to unit l2 norm first (SpectralNormalizer" in unit
     one = benchmark.markdown_table(rows[:1] + rows[2:], meta)  # one epoch count: no row
     assert "networks: 5 epochs fixed" in one and "| epochs |" not in one
 
@@ -176,6 +179,41 @@ def test_network_rows_take_the_per_scene_settings():
     plain = default_methods(1, 2, dict(text_encoder="sentence-transformers"))
     assert plain[0].build(0, 1)[-1].similarity == "cosine"
     assert plain[0].build(0, 1)[-1].predict_heads == "final"
+
+
+def test_spectral_norm_normalises_the_rows_that_see_hsi_and_adds_a_normalised_logistic_row():
+    from sklearn_mmlgnet import BandStandardScaler, SpectralNormalizer
+
+    text = dict(text_encoder="sentence-transformers")
+    assert benchmark.NETWORK_SPECTRAL_NORM == {"jasper_ridge": "l2", "idtrees": "l2"}
+    by = {m.name: m for m in default_methods(1, 2, text, spectral_norm="l2")}
+    for name, n_lidar in [("MMLGNet (symmetric loss)", 1), ("MMLGNet, image->text loss only", 1),
+                          ("MMLGNet, HSI only", 0),
+                          ("Same encoders, cross-entropy head (no language)", 1),
+                          ("MMLGNet + self-distillation", 1)]:
+        first = by[name].build(0, n_lidar)[0]
+        assert isinstance(first, SpectralNormalizer), name
+        assert (first.norm, first.n_lidar_bands) == ("l2", n_lidar)
+    for name in ("MMLGNet, LiDAR only", "SDHSI-Net without self-distillation"):
+        steps = by[name].build(0, 0 if "SDHSI" in name else 1).steps
+        assert not any(isinstance(s, SpectralNormalizer) for _, s in steps), name
+
+    # the classic row on the normalised centre pixel: a pixel's brightness does not move it
+    row = by["Logistic regression (tuned), centre pixel, l2-normalised spectrum"]
+    assert row.group == "baseline"
+    rng = np.random.RandomState(0)
+    X = rng.uniform(0.05, 1, size=(60, 5, 3, 3))
+    y = np.repeat([1, 2, 3], 20)
+    X[y == 2, :4] *= np.linspace(0.5, 1.5, 4)[:, None, None]        # a spectral shape per class
+    X[y == 3, :4] *= np.linspace(1.5, 0.5, 4)[:, None, None]
+    lit = X.copy()
+    lit[:, :4] *= rng.uniform(0.3, 3, size=(60, 1, 3, 3))           # brightness per pixel
+    ref = row.build(0, 1, cv=3).fit(X, y).predict(X)
+    np.testing.assert_array_equal(row.build(0, 1, cv=3).fit(lit, y).predict(lit), ref)
+
+    plain = {m.name: m for m in default_methods(1, 2, text)}
+    assert not any("normalised" in name for name in plain)
+    assert isinstance(plain["MMLGNet (symmetric loss)"].build(0, 1)[0], BandStandardScaler)
 
 
 def test_ensemble_rows_average_networks_of_successive_seeds_and_name_every_members_classes():

@@ -20,7 +20,12 @@ from sklearn_mmlgnet.dense import (
 )
 from sklearn_mmlgnet.nn import MMLGNetModule, SDHSINet
 from sklearn_mmlgnet.patches import extract_patches, predict_scene, predict_scene_proba
-from sklearn_mmlgnet.preprocessing import BandStandardScaler, CenterPixel, SpectralPCA
+from sklearn_mmlgnet.preprocessing import (
+    BandStandardScaler,
+    CenterPixel,
+    SpectralNormalizer,
+    SpectralPCA,
+)
 
 N_HSI, P = 5, 7
 # A spectral path as small as the encoders (the default (256, 128) would dwarf them).
@@ -181,11 +186,11 @@ def test_iterator_yields_bounded_tiles(scene):
 def test_pipeline_of_band_wise_transformers_is_predicted_densely(scene):
     hsi, lidar, rows, cols, y = scene
     X = extract_patches(hsi, lidar, rows, cols, P)
-    pipe = make_pipeline(BandStandardScaler(), SpectralPCA(n_components=3, n_lidar_bands=1,
-                                                           random_state=0),
+    pipe = make_pipeline(SpectralNormalizer(n_lidar_bands=1), BandStandardScaler(),
+                         SpectralPCA(n_components=3, n_lidar_bands=1, random_state=0),
                          MMLGNetClassifier(**TINY)).fit(X, y)
     transformers, clf = dense_support(pipe, P)
-    assert len(transformers) == 2 and clf is pipe[-1]
+    assert len(transformers) == 3 and clf is pipe[-1]
     dense = predict_scene_proba(pipe, hsi, lidar, P, method="dense")
     _assert_same(dense, pipe.predict_proba(X), *hsi.shape[:2])
     search = GridSearchCV(pipe, {"mmlgnetclassifier__lr": [1e-2]}, cv=2).fit(X, y)

@@ -9,7 +9,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from sklearn_mmlgnet import BandStandardScaler, CenterPixel, MMLGNetClassifier, SpectralPCA
+from sklearn_mmlgnet import (
+    BandStandardScaler,
+    CenterPixel,
+    MMLGNetClassifier,
+    SpectralNormalizer,
+    SpectralPCA,
+)
 
 from .conftest import make_patches
 
@@ -40,6 +46,41 @@ def test_spectral_pca_reduces_hsi_and_keeps_lidar():
                                pca.pca_.transform(pixels), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="n_lidar_bands=11"):
         SpectralPCA(n_lidar_bands=11).fit(X)
+
+
+def test_spectral_normalizer_scales_each_pixels_hsi_spectrum_and_keeps_lidar():
+    rng = np.random.RandomState(0)
+    X = rng.uniform(0.01, 0.9, size=(6, 7, 3, 3)).astype(np.float32)   # 5 HSI + 2 LiDAR
+    X[2, :5, 1, 0] = 0                                                 # a pixel without signal
+    shaded = X.copy()
+    shaded[:, :5] *= rng.uniform(0.2, 3, size=(6, 1, 3, 3)).astype(np.float32)  # per pixel
+    norm = SpectralNormalizer(n_lidar_bands=2).fit(X)
+    Xt = norm.transform(X)
+    assert Xt.shape == X.shape and Xt.dtype == np.float32 and norm.n_hsi_bands_ == 5
+    lit = X[:, :5].any(axis=1)
+    np.testing.assert_allclose(np.linalg.norm(Xt[:, :5], axis=1)[lit], 1, rtol=1e-5)
+    assert (Xt[2, :5, 1, 0] == 0).all()
+    np.testing.assert_array_equal(Xt[:, 5:], X[:, 5:])                 # LiDAR untouched
+    # brightness drops out, the spectrum's shape stays
+    np.testing.assert_allclose(norm.transform(shaded), Xt, rtol=1e-5, atol=1e-7)
+    ref = X[4, :5, 2, 1] / np.linalg.norm(X[4, :5, 2, 1])
+    np.testing.assert_allclose(Xt[4, :5, 2, 1], ref, rtol=1e-6)
+    # the other norms; single pixels (2-D) stay 2-D and match the patches' pixels
+    l1 = SpectralNormalizer("l1", n_lidar_bands=2).fit_transform(X)
+    np.testing.assert_allclose(l1[:, :5].sum(axis=1)[lit], 1, rtol=1e-5)
+    mx = SpectralNormalizer("max", n_lidar_bands=2).fit_transform(X)
+    np.testing.assert_allclose(np.abs(mx[:, :5]).max(axis=1)[lit], 1, rtol=1e-6)
+    np.testing.assert_allclose(norm.transform(X[:, :, 1, 1]), Xt[:, :, 1, 1], rtol=1e-6)
+
+
+@pytest.mark.parametrize("params, match", [
+    (dict(norm="l3"), "norm must be 'l2', 'l1' or 'max'; got 'l3'"),
+    (dict(n_lidar_bands=7), "n_lidar_bands=7"),
+    (dict(n_lidar_bands=-1), "n_lidar_bands must be a non-negative int; got -1"),
+])
+def test_spectral_normalizer_names_bad_parameters(params, match):
+    with pytest.raises(ValueError, match=match):
+        SpectralNormalizer(**params).fit(np.ones((3, 7, 3, 3)))
 
 
 def test_spectral_pca_feeds_the_classifier_with_the_new_band_count():

@@ -10,6 +10,7 @@ from sklearn_mmlgnet import (
     CenterPixel,
     MMLGNetClassifier,
     SDHSIClassifier,
+    SpectralNormalizer,
     SpectralPCA,
 )
 
@@ -24,6 +25,8 @@ ESTIMATORS = [
     SDHSIClassifier(conv3d_channels=(4,), spectral_kernels=(3,), conv2d_channels=8, hidden=16,
                     dropout=0.0, **_SMALL),
     BandStandardScaler(),
+    SpectralNormalizer(n_lidar_bands=0),
+    SpectralNormalizer(norm="l1", n_lidar_bands=0),
     SpectralPCA(n_components=2, n_lidar_bands=0, random_state=0),
     CenterPixel(),
 ]
