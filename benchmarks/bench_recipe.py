@@ -170,6 +170,10 @@ MMLG_ROWS = {
     "balanced_sqrt, log reflectance": dict(class_weight="balanced_sqrt", spectra="log"),
     "dot, unit-length spectra": dict(similarity="dot", spectra="unit"),
     "dot, log reflectance": dict(similarity="dot", spectra="log"),
+    # the unit-length spectra hide a dark surface's darkness: give it back as one band
+    "balanced_sqrt, unit-length spectra + brightness": dict(class_weight="balanced_sqrt",
+                                                            spectra="unit+brightness"),
+    "dot, unit-length spectra + brightness": dict(similarity="dot", spectra="unit+brightness"),
     "centred class embeddings": dict(centred_text=True),
     "dot, centred class embeddings": dict(similarity="dot", centred_text=True),
 }
@@ -282,7 +286,8 @@ class PatchMix(Callback):
 
 
 #: How the rows name each kind of :func:`spectra_step`.
-SPECTRA_NAMES = {"unit": "unit-length spectra", "log": "log reflectance"}
+SPECTRA_NAMES = {"unit": "unit-length spectra", "log": "log reflectance",
+                 "unit+brightness": "unit-length spectra + brightness"}
 
 #: Reflectance below this is taken as this before a log (both scenes' bands are reflectance
 #: in [0, ~1]; 0.02 % of Jasper Ridge's and 0.1 % of IDTReeS's values are 0).
@@ -299,14 +304,29 @@ def log_reflectance(X, n_lidar=0):
     return X
 
 
+def unit_and_brightness(X, n_lidar=0):
+    """Patches ``(n, bands, p, p)`` with each pixel's HSI bands at unit length, then one more
+    HSI band, the log of their length (at least :data:`REFLECTANCE_FLOOR`): the spectrum's
+    shape and its brightness apart. The last ``n_lidar`` bands follow, unchanged."""
+    X = np.asarray(X, dtype=np.float32)
+    n_hsi = X.shape[1] - n_lidar
+    norm = np.linalg.norm(X[:, :n_hsi], axis=1, keepdims=True)
+    unit = X[:, :n_hsi] / np.maximum(norm, np.finfo(np.float32).tiny)
+    return np.concatenate([unit, np.log(np.maximum(norm, REFLECTANCE_FLOOR)), X[:, n_hsi:]],
+                          axis=1)
+
+
 def spectra_step(kind, n_lidar):
     """The step that re-expresses each pixel's HSI bands before the per-band standardisation:
     ``"unit"`` the package's :class:`~sklearn_mmlgnet.SpectralNormalizer` (unit length,
-    brightness drops out), ``"log"`` :func:`log_reflectance`."""
+    brightness drops out), ``"log"`` :func:`log_reflectance`, ``"unit+brightness"``
+    :func:`unit_and_brightness`."""
     if kind == "unit":
         return SpectralNormalizer("l2", n_lidar_bands=n_lidar)
     if kind == "log":
         return FunctionTransformer(log_reflectance, kw_args=dict(n_lidar=n_lidar))
+    if kind == "unit+brightness":
+        return FunctionTransformer(unit_and_brightness, kw_args=dict(n_lidar=n_lidar))
     raise ValueError(f"kind must be 'unit' or 'log'; got {kind!r}")
 
 
@@ -424,7 +444,7 @@ def main(argv=None):
                              "rows of docs/self_distillation; the benchmark gives it 15)")
     parser.add_argument("--no-svm", action="store_true",
                         help="leave out the classic rows (tuned SVM, tuned logistic regression)")
-    parser.add_argument("--classic-spectra", choices=("unit", "log"),
+    parser.add_argument("--classic-spectra", choices=tuple(SPECTRA_NAMES),
                         help="also run the classic rows on each pixel's spectra re-expressed "
                              "thus (spectra_step)")
     parser.add_argument("--out", help="JSON file of per-fit results (appended as they come)")

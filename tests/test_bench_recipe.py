@@ -140,6 +140,21 @@ def test_log_reflectance_turns_illumination_into_an_offset_and_leaves_lidar_alon
         bench_recipe.spectra_step("l2", 0)
 
 
+def test_unit_and_brightness_splits_a_spectrum_into_its_shape_and_its_length():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0.01, 0.9, size=(3, 5, 3, 3)).astype(np.float32)  # 4 HSI bands + LiDAR
+    out = bench_recipe.unit_and_brightness(X, n_lidar=1)
+    assert out.shape == (3, 6, 3, 3)                      # 4 unit bands, brightness, LiDAR
+    np.testing.assert_allclose(np.linalg.norm(out[:, :4], axis=1), 1, rtol=1e-5)
+    np.testing.assert_allclose(out[:, 4], np.log(np.linalg.norm(X[:, :4], axis=1)), rtol=1e-5)
+    np.testing.assert_array_equal(out[:, 5], X[:, 4])
+    brighter = X.copy()
+    brighter[:, :4] *= 2.5
+    lit = bench_recipe.unit_and_brightness(brighter, n_lidar=1)
+    np.testing.assert_allclose(lit[:, :4], out[:, :4], rtol=1e-5)     # the shape stays
+    np.testing.assert_allclose(lit[:, 4] - out[:, 4], np.log(2.5), rtol=1e-5)
+
+
 def test_unit_spectra_rows_build_the_benchmarks_normalised_network():
     from sklearn_mmlgnet.benchmark import network_pipeline
 
