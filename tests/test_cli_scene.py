@@ -9,7 +9,7 @@ import pytest
 
 rasterio = pytest.importorskip("rasterio", reason="the 'geo' extra (rasterio) is not installed")
 
-from sklearn_mmlgnet import MMLGNetClassifier  # noqa: E402
+from sklearn_mmlgnet import BandStandardScaler, MMLGNetClassifier  # noqa: E402
 from sklearn_mmlgnet._cli_scene import fit_scene, load_model  # noqa: E402
 from sklearn_mmlgnet.cli import main  # noqa: E402
 from sklearn_mmlgnet.io import predict_raster, proba_path_for, read_scene, write_map  # noqa: E402
@@ -107,6 +107,26 @@ def test_test_time_augment_on_a_model_without_it_is_one_line(tmp_path, capsys):
 def _tiny_estimator():
     return MMLGNetClassifier(text_embeddings=np.eye(3, 8), hsi_channels=(8,), lidar_channels=(4,),
                              fusion_dim=8, max_epochs=2, lr=1e-2, random_state=0)
+
+
+@requires_st
+def test_fit_with_spectral_norm_normalises_first_and_predicts_the_scene_densely(tmp_path):
+    from sklearn_mmlgnet import SpectralNormalizer
+    from sklearn_mmlgnet.dense import supports_dense
+
+    h, l, _, labels = write_scene(tmp_path)
+    gt = _named_labels(tmp_path, labels, h)
+    model_path = tmp_path / "model.joblib"
+    assert main(["fit", "--hsi", h, "--lidar", l, "--labels", gt, "--out", str(model_path),
+                 "--text-encoder", "sentence-transformers", "--spectral-norm", "l2", *TINY]) == 0
+    model = load_model(model_path)
+    assert [type(s) for _, s in model.steps[:2]] == [SpectralNormalizer, BandStandardScaler]
+    assert model[0].norm == "l2" and model[0].n_lidar_bands == 1 and model[0].n_hsi_bands_ == 6
+    assert supports_dense(model, 5)
+    assert main(["predict", str(model_path), "--hsi", h, "--lidar", l,
+                 "--out", str(tmp_path / "map.tif"), "--quiet"]) == 0
+    plain = fit_scene(h, l, gt, patch_size=5, estimator=_tiny_estimator(), log=lambda m: None)
+    assert type(plain[0]) is BandStandardScaler                 # none unless asked for
 
 
 def test_fit_without_class_names_warns_and_uses_the_codes(tmp_path):
