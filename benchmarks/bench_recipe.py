@@ -169,6 +169,9 @@ MMLG_ROWS = {
     "balanced_sqrt, unit-length spectra": dict(class_weight="balanced_sqrt", spectra="unit"),
     "balanced_sqrt, log reflectance": dict(class_weight="balanced_sqrt", spectra="log"),
     "dot, unit-length spectra": dict(similarity="dot", spectra="unit"),
+    "unit-length spectra (no class weights)": dict(spectra="unit"),
+    "unit-length spectra, loss='image_to_text'": dict(class_weight="balanced_sqrt",
+                                                      spectra="unit", loss="image_to_text"),
     "dot, log reflectance": dict(similarity="dot", spectra="log"),
     # the unit-length spectra hide a dark surface's darkness: give it back as one band
     "balanced_sqrt, unit-length spectra + brightness": dict(class_weight="balanced_sqrt",
