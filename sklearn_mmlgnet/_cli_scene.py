@@ -3,8 +3,9 @@
 ``fit`` reads a co-registered HSI raster, LiDAR raster(s) and labels (a label
 raster or polygons), fits ``Pipeline([SpectralNormalizer,] BandStandardScaler,
 MMLGNetClassifier)`` on the patches of the labelled pixels and saves it with joblib,
-recording what it was trained on in the pipeline's ``scene_info_``. ``predict`` classifies a whole
-scene tile by tile (on one machine or a dask cluster) into a GeoTIFF map.
+recording what it was trained on in the pipeline's ``scene_info_``. ``predict``
+classifies a whole scene tile by tile (on one machine or a dask cluster) into a
+GeoTIFF map.
 Errors are raised as ``FileNotFoundError`` / ``ValueError`` with a clear message;
 :func:`sklearn_mmlgnet.cli.main` turns them into one line and an exit status.
 """
