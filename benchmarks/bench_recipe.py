@@ -48,9 +48,11 @@ from functools import partial
 
 import numpy as np
 import torch
+from sklearn.model_selection import GroupShuffleSplit
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, EarlyStopping
+from skorch.dataset import ValidSplit
 
 from sklearn_mmlgnet import (
     BandStandardScaler,
@@ -67,6 +69,7 @@ from sklearn_mmlgnet.model_selection import SpatialBlockKFold
 from sklearn_mmlgnet.patches import labelled_patches
 
 PATCH = 11
+VALID_BLOCK = 16  # side of the Jasper Ridge blocks the early-stopping rows validate on
 IDTREES_PATCH = 7  # the benchmark's IDTReeS patch (DEFAULT_PATCH_SIZE)
 
 #: The settings of the releases before these defaults (the "old recipe").
@@ -177,6 +180,27 @@ MMLG_ROWS = {
     "balanced_sqrt, unit-length spectra + brightness": dict(class_weight="balanced_sqrt",
                                                             spectra="unit+brightness"),
     "dot, unit-length spectra + brightness": dict(similarity="dot", spectra="unit+brightness"),
+    # mixup: batches blended with a shuffled copy, the loss blended over both labels
+    "balanced_sqrt, unit-length spectra, mixup 0.2": dict(class_weight="balanced_sqrt",
+                                                          spectra="unit", mixup=0.2),
+    "balanced_sqrt, unit-length spectra, mixup 1": dict(class_weight="balanced_sqrt",
+                                                        spectra="unit", mixup=1.0),
+    "dot, unit-length spectra, mixup 0.2": dict(similarity="dot", spectra="unit", mixup=0.2),
+    "dot, unit-length spectra, mixup 1": dict(similarity="dot", spectra="unit", mixup=1.0),
+    # early stopping on a grouped validation part of each inner-training set (blocks on
+    # Jasper Ridge, plots on IDTReeS), the best epoch's weights kept
+    "balanced_sqrt, unit-length spectra, early stopping": dict(
+        class_weight="balanced_sqrt", spectra="unit", early_stopping=5, max_epochs=60),
+    "dot, unit-length spectra, early stopping": dict(similarity="dot", spectra="unit",
+                                                     early_stopping=3, max_epochs=20),
+    # a learnt bias per class on the language head's logits, as the CE head's
+    "balanced_sqrt, unit-length spectra, class_bias=True": dict(
+        class_weight="balanced_sqrt", spectra="unit", class_bias=True),
+    "dot, unit-length spectra, class_bias=True": dict(similarity="dot", spectra="unit",
+                                                      class_bias=True),
+    "balanced_sqrt, unit-length spectra, cross-entropy head": dict(
+        class_weight="balanced_sqrt", spectra="unit", loss="cross_entropy"),
+    "unit-length spectra, cross-entropy head": dict(spectra="unit", loss="cross_entropy"),
     "centred class embeddings": dict(centred_text=True),
     "dot, centred class embeddings": dict(similarity="dot", centred_text=True),
 }
@@ -200,12 +224,14 @@ SDHSI_ROWS = {
 
 def inner_folds(data_home, seed):
     """The scene's training patches and their 3 spatial inner folds (test pixels never
-    read); the last item, what else :func:`classic_search` needs, is empty here."""
+    read); the last item holds each pixel's :data:`VALID_BLOCK` block ``{"blocks"}``,
+    the groups of the early-stopping rows' validation part."""
     scene = load_jasper_ridge(data_home, random_state=seed)
     X, y, r, c = labelled_patches(scene, scene.train_mask, PATCH)
     cv = SpatialBlockKFold(r, c, n_splits=3, block_size=32, patch_size=PATCH, min_train=0,
                            random_state=seed)
-    return scene, X, y, list(cv.split(X, y)), {}
+    blocks = (r // VALID_BLOCK) * (scene.labels.shape[1] // VALID_BLOCK + 1) + c // VALID_BLOCK
+    return scene, X, y, list(cv.split(X, y)), {"blocks": blocks}
 
 
 def idtrees_inner_folds(data, seed):
@@ -348,7 +374,7 @@ def centred_class_embeddings(class_names):
 
 
 def mmlg_pipeline(dataset, class_names, epochs, seed, pca=None, patch=None, noise=0.0,
-                  mix=0.0, centred_text=False, spectra=None, **params):
+                  mix=0.0, centred_text=False, spectra=None, early_stopping=0, **params):
     """The benchmark's :func:`~sklearn_mmlgnet.benchmark.network_pipeline` for one row.
 
     ``pca`` components of the HSI bands (default :data:`BASE_PCA` of the dataset; 0
@@ -358,7 +384,9 @@ def mmlg_pipeline(dataset, class_names, epochs, seed, pca=None, patch=None, nois
     :class:`PatchMix` with that ``low``;
     ``centred_text``: :func:`centred_class_embeddings` as the class prototypes;
     ``spectra``: each pixel's HSI bands re-expressed first (:func:`spectra_step`);
-    ``params`` go to the estimator (a row's ``max_epochs`` overrides ``epochs``).
+    ``early_stopping``: that patience of skorch's ``EarlyStopping`` on the validation
+    loss of a fifth of the groups given to ``fit`` (``GroupShuffleSplit``), keeping the
+    best epoch's weights; ``params`` go to the estimator (a row's ``max_epochs`` overrides ``epochs``).
     """
     n_lidar = 1 if dataset == "idtrees" else 0
     pca = BASE_PCA[dataset] if pca is None else pca
@@ -367,6 +395,11 @@ def mmlg_pipeline(dataset, class_names, epochs, seed, pca=None, patch=None, nois
                        class_names=class_names, max_epochs=epochs, random_state=seed), **params)
     callbacks = ([("input_noise", InputNoise(noise))] if noise else []) + (
         [("patch_mix", PatchMix(mix))] if mix else [])
+    if early_stopping:
+        callbacks.append(("early_stopping", EarlyStopping(patience=early_stopping,
+                                                          load_best=True)))
+        params["train_split"] = ValidSplit(GroupShuffleSplit(1, test_size=0.2,
+                                                             random_state=seed))
     if callbacks:
         params["callbacks"] = callbacks
     if centred_text:
@@ -568,8 +601,12 @@ def main(argv=None):
                                         **rows[name])), {}
             else:  # as the benchmark's MMLGNet row (IDTReeS: PCA 30 + CHM)
                 def build(scene, where, tr, seed=seed, name=name):
-                    return mmlg_pipeline(args.dataset, scene.class_names, args.epochs, seed,
-                                         **rows[name]), {}
+                    pipe = mmlg_pipeline(args.dataset, scene.class_names, args.epochs, seed,
+                                         **rows[name])
+                    if not rows[name].get("early_stopping"):
+                        return pipe, {}
+                    groups = where["groups"] if "groups" in where else where["blocks"]
+                    return pipe, {f"{pipe.steps[-1][0]}__groups": groups[tr]}
             run(name, seed, build, heads=args.sdhsi)
 
     if args.dataset == "idtrees":

@@ -23,6 +23,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from skorch import NeuralNetClassifier
 from skorch.callbacks import LRScheduler
 from torch.optim.lr_scheduler import CosineAnnealingLR
+from torch.utils.data import default_collate
 
 from ._validation import (
     center_crop,
@@ -34,7 +35,7 @@ from ._validation import (
     check_positive_int,
     check_real,
 )
-from .augment import N_SYMMETRIES, DihedralCollate, dihedral
+from .augment import N_SYMMETRIES, DihedralCollate, MixupCollate, dihedral
 from .losses import ContrastiveCriterion, DistillationWarmup
 from .nn import _MAX_LOGIT_SCALE, MMLGNetModule, SDHSINet, TextSimilarityHead
 from .text import DEFAULT_TEMPLATES, encode_class_names, make_text_encoder
@@ -50,7 +51,7 @@ _BALANCED = ("balanced", "balanced_sqrt")
 # rebuild the criterion, and these need nothing but the next fit. Any other
 # parameter defines the network, which is then built anew.
 _SKORCH_PARAMS = ("lr", "weight_decay", "max_epochs", "batch_size", "train_split", "callbacks",
-                  "verbose", "device", "optimizer", "lr_schedule", "augment")
+                  "verbose", "device", "optimizer", "lr_schedule", "augment", "mixup")
 _CRITERION_PARAMS = ("distill_temperature", "distill_weight", "aux_ce_weight", "label_smoothing")
 # class_weight is applied at every fit from that fit's y (see ``fit``);
 # test_time_augment and predict_heads are read by predict only.
@@ -63,7 +64,7 @@ def _softmax(logits):
     return torch.softmax(logits.float(), dim=-1)
 
 
-def _train_loader(dataset, batch_size, augment=False, **kwargs):
+def _train_loader(dataset, batch_size, augment=False, mixup=0.0, **kwargs):
     """skorch ``iterator_train``: a DataLoader over the training part only.
 
     skorch calls it after ``train_split``, so ``len(dataset)`` is what is really
@@ -71,12 +72,16 @@ def _train_loader(dataset, batch_size, augment=False, **kwargs):
     dropped when the training part is larger than a batch (a different random
     remainder each epoch); a part of at most one batch is one whole batch. With
     ``augment`` every training patch goes through a random symmetry of the
-    square (:class:`~sklearn_mmlgnet.augment.DihedralCollate`); validation and
-    prediction use skorch's other iterator and never see it.
+    square (:class:`~sklearn_mmlgnet.augment.DihedralCollate`), and with
+    ``mixup > 0`` every training batch is then blended with a shuffled copy of
+    itself (:class:`~sklearn_mmlgnet.augment.MixupCollate`); validation and
+    prediction use skorch's other iterator and never see either.
     """
     kwargs.setdefault("drop_last", len(dataset) > batch_size)
     if augment:
         kwargs["collate_fn"] = DihedralCollate()
+    if mixup:
+        kwargs["collate_fn"] = MixupCollate(mixup, kwargs.get("collate_fn", default_collate))
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, **kwargs)
 
 
@@ -100,12 +105,22 @@ class _CosineLR(LRScheduler):
 
 
 class _PatchNet(NeuralNetClassifier):
-    """skorch's classifier, plus CLIP's bound on a learnt temperature.
+    """skorch's classifier, plus CLIP's bound on a learnt temperature and grouped splits.
+
+    During a fit with groups, ``split_groups`` holds them for ``train_split``.
 
     As in CLIP, the learnt log logit scale is clamped in place after each optimizer
     step (temperature >= 0.01), not in ``forward``: a clamp in ``forward`` would
     zero its gradient once the parameter passed the bound and leave it stuck there.
     """
+
+    def get_split_datasets(self, X, y=None, **fit_params):
+        # The estimator's ``fit(..., groups=...)``: handed to ``train_split`` alone,
+        # since skorch passes its fit parameters on to the module's forward too.
+        groups = getattr(self, "split_groups", None)
+        if groups is None or not self.train_split:
+            return super().get_split_datasets(X, y, **fit_params)
+        return self.train_split(self.get_dataset(X, y), y, groups=groups)
 
     def train_step(self, batch, **fit_params):
         step = super().train_step(batch, **fit_params)
@@ -133,7 +148,7 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
     """
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X, y, **fit_params):
+    def fit(self, X, y, groups=None, **fit_params):
         """Train on patches ``X`` of shape (n_samples, n_bands, P, P) and labels ``y``.
 
         With ``warm_start=True`` and the same classes and bands, training goes on
@@ -149,6 +164,12 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
         y : array-like of shape (n_samples,)
             Class labels: the class names themselves (str) or any labels with
             ``class_names`` mapping them to names.
+        groups : array-like of shape (n_samples,), optional
+            Group of each sample (a crown, a plot, a spatial block), passed to
+            ``train_split`` so that its validation part holds whole groups, e.g.
+            ``train_split=ValidSplit(GroupShuffleSplit(1, test_size=0.2))`` for early
+            stopping on groups the network does not train on. Needs a ``train_split``.
+            In a Pipeline: ``pipe.fit(X, y, mmlgnetclassifier__groups=groups)``.
         **fit_params
             Passed to :meth:`skorch.NeuralNetClassifier.fit`.
 
@@ -162,6 +183,7 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"X and y have inconsistent numbers of samples: X has {len(X)}, y has {len(y)}.")
         self._check_params()
+        groups = self._check_groups(groups, len(X))
         patch_size = check_patch_size(self.patch_size, X.shape[-1])
         classes, y_idx = np.unique(y, return_inverse=True)
         if len(classes) < 2:
@@ -200,12 +222,31 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
         devices = [torch.cuda.current_device()] if str(self.device).startswith("cuda") else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(int(seed))
-            if warm:
-                self.net_.partial_fit(X, y_idx, **fit_params)
-            else:
-                self.net_.fit(X, y_idx, **fit_params)
+            self.net_.split_groups = groups
+            try:
+                if warm:
+                    self.net_.partial_fit(X, y_idx, **fit_params)
+                else:
+                    self.net_.fit(X, y_idx, **fit_params)
+            finally:
+                del self.net_.split_groups  # this fit's only: not pickled with the model
         self.history_ = self.net_.history
         return self
+
+    def _check_groups(self, groups, n_samples):
+        """``groups`` as a 1-D array of ``n_samples``, or None; errors name ``groups``."""
+        if groups is None:
+            return None
+        if not self.train_split:
+            raise ValueError(
+                "groups are passed to train_split, to keep whole groups out of the "
+                "validation part, but train_split is None; give a train_split, e.g. "
+                "skorch.dataset.ValidSplit(sklearn.model_selection.GroupShuffleSplit(1)).")
+        groups = np.asarray(groups)
+        if groups.ndim != 1 or len(groups) != n_samples:
+            raise ValueError(f"groups must be 1-D with one group per sample of X ({n_samples}); "
+                             f"got shape {groups.shape}.")
+        return groups
 
     def _can_continue(self, classes, n_features, params):
         """Whether a warm start can go on with the fitted network (warns when not)."""
@@ -242,12 +283,15 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
                 updates["optimizer__weight_decay"] = float(value)
             elif name in _CRITERION_PARAMS:
                 updates[f"criterion__{name}"] = value  # skorch rebuilds criterion and optimizer
-            elif name not in ("device", "callbacks", "lr_schedule", "optimizer", "augment"):
+            elif name not in ("device", "callbacks", "lr_schedule", "optimizer", "augment",
+                              "mixup"):
                 updates[name] = value
         # skorch's set_params refuses these two on an initialized net (they name no
         # module or criterion): set the attributes it reads instead.
         if "augment" in changed:
             self.net_.iterator_train__augment = bool(changed["augment"])
+        if "mixup" in changed:
+            self.net_.iterator_train__mixup = float(changed["mixup"])
         if "optimizer" in changed:
             self.net_.optimizer = _OPTIMIZERS[changed["optimizer"]]
         if updates:
@@ -287,6 +331,7 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
             iterator_train=_train_loader,
             iterator_train__shuffle=True,
             iterator_train__augment=bool(self.augment),
+            iterator_train__mixup=float(self.mixup),
             **{f"module__{k}": v for k, v in module_kwargs.items()},
             **{f"criterion__{k}": v for k, v in criterion_kwargs.items()},
         )
@@ -307,6 +352,7 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
         check_real(self.distill_weight, "distill_weight", low=0)
         check_real(self.aux_ce_weight, "aux_ce_weight", low=0)
         check_real(self.label_smoothing, "label_smoothing", low=0, high=1)
+        check_real(self.mixup, "mixup", low=0)
         if not isinstance(self.optimizer, str) or self.optimizer not in _OPTIMIZERS:
             raise ValueError(
                 f"optimizer must be one of {tuple(_OPTIMIZERS)}; got {self.optimizer!r}.")
@@ -599,6 +645,10 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         length; ``"dot"`` keeps its length (divided by ``sqrt(dim)``, the length of an
         embedding of unit-variance coordinates), which can then carry confidence. Both
         divide by ``temperature``. See docs: defaults (the language head on IDTReeS).
+    class_bias : bool, default=False
+        Add a learnt bias per class (starting at 0) to the language head's logits, as
+        the linear head of ``loss="cross_entropy"`` has one; the class directions stay
+        the text embeddings'. Without effect with ``loss="cross_entropy"``.
     self_distillation : bool, default=False
         Add a head after every encoder stage but the last, taught by the final
         head (SDHSI-Net's self-distillation); inference uses the final head only.
@@ -623,6 +673,13 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         symmetries of the square drawn per patch and batch
         (:mod:`sklearn_mmlgnet.augment`). Training batches only: validation
         (``train_split``) and prediction see the patches as given.
+    mixup : float, default=0.0
+        ``alpha`` of mixup: each training batch is blended with a shuffled copy of
+        itself, ``lam * X + (1 - lam) * X[perm]`` with ``lam ~ Beta(alpha, alpha)``
+        once per batch, and the loss is the same blend of the losses against both
+        label sets (:class:`~sklearn_mmlgnet.augment.MixupCollate`). For reflectance
+        a blended patch is a linear mixture of two surfaces. ``0`` trains on the
+        patches as given. Training batches only, as ``augment``.
     test_time_augment : bool, default=False
         Predict each patch as the mean of the class probabilities of its 8
         symmetries (flips and 90-degree turns): ``predict_proba``, ``predict``,
@@ -724,11 +781,11 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
                  clip_pretrained="openai", text_model=None, text_embeddings=None,
                  cache_dir=None, hsi_channels=(64, 128), lidar_channels=(32, 64),
                  fusion_dim=256, dropout=0.1, spectral_channels=(256, 128), text_adapter=0.0,
-                 similarity="cosine", self_distillation=False,
+                 similarity="cosine", class_bias=False, self_distillation=False,
                  distill_temperature=5.0, distill_weight=0.1, aux_ce_weight=0.8,
                  lr=5e-4, weight_decay=1e-2, optimizer="adamw", lr_schedule="cosine",
-                 augment=True, test_time_augment=False, predict_heads="final", label_smoothing=0.1,
-                 class_weight=None, max_epochs=100, batch_size=64, train_split=None, callbacks=None,
+                 augment=True, mixup=0.0, test_time_augment=False, predict_heads="final",
+                 label_smoothing=0.1, class_weight=None, max_epochs=100, batch_size=64, train_split=None, callbacks=None,
                  warm_start=False, verbose=0, device="cpu", random_state=None):
         self.n_lidar_bands = n_lidar_bands
         self.patch_size = patch_size
@@ -750,6 +807,7 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         self.spectral_channels = spectral_channels
         self.text_adapter = text_adapter
         self.similarity = similarity
+        self.class_bias = class_bias
         self.self_distillation = self_distillation
         self.distill_temperature = distill_temperature
         self.distill_weight = distill_weight
@@ -759,6 +817,7 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         self.optimizer = optimizer
         self.lr_schedule = lr_schedule
         self.augment = augment
+        self.mixup = mixup
         self.test_time_augment = test_time_augment
         self.predict_heads = predict_heads
         self.label_smoothing = label_smoothing
@@ -780,6 +839,8 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         check_real(self.text_adapter, "text_adapter", low=0)
         if self.similarity not in _SIMILARITIES:
             raise ValueError(f"similarity must be one of {_SIMILARITIES}; got {self.similarity!r}.")
+        if not isinstance(self.class_bias, (bool, np.bool_)):
+            raise ValueError(f"class_bias must be True or False; got {self.class_bias!r}.")
         bound = float(np.exp(-_MAX_LOGIT_SCALE))
         if self.learn_temperature and self.temperature < bound:
             raise ValueError(
@@ -840,7 +901,7 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
             head="linear" if self.loss == "cross_entropy" else "text",
             aux_heads=bool(self.self_distillation), dropout=float(self.dropout),
             spectral_channels=spectral_channels, text_adapter=float(self.text_adapter),
-            similarity=self.similarity)
+            similarity=self.similarity, class_bias=bool(self.class_bias))
         attributes = dict(n_hsi_bands_=n_hsi, class_names_=class_names,
                           text_embeddings_=embeddings, text_encoder_info_=encoder_info)
         return MMLGNetModule, module_kwargs, self._criterion_kwargs(self.loss), attributes
@@ -907,9 +968,9 @@ class SDHSIClassifier(_SkorchPatchClassifier):
         linearly separable features and costs accuracy (docs: self_distillation).
     lr : float, default=1e-3
         Learning rate of the optimizer.
-    weight_decay, optimizer, lr_schedule, augment, label_smoothing, class_weight
+    weight_decay, optimizer, lr_schedule, augment, mixup, label_smoothing, class_weight
         As in :class:`MMLGNetClassifier`, but only augmentation is on by default here
-        (``0.0``, ``"adam"``, ``None``, ``True``, ``0.0``): on inner validation of Jasper
+        (``0.0``, ``"adam"``, ``None``, ``True``, ``0.0``, ``0.0``): on inner validation of Jasper
         Ridge augmentation alone scored higher for SDHSI-Net than with AdamW, the cosine
         schedule and label smoothing added (docs: self_distillation); ``augment=False``
         trains as before it existed.
@@ -944,8 +1005,8 @@ class SDHSIClassifier(_SkorchPatchClassifier):
                  distill_temperature=5.0, distill_weight=0.1, aux_ce_weight=0.8,
                  student_reduction="mean", distill_warmup=0.0, student_stages=None,
                  student_hidden=64, lr=1e-3, weight_decay=0.0, optimizer="adam", lr_schedule=None,
-                 augment=True, test_time_augment=False, predict_heads="mean", label_smoothing=0.0,
-                 class_weight=None, max_epochs=50, batch_size=64, train_split=None, callbacks=None,
+                 augment=True, mixup=0.0, test_time_augment=False, predict_heads="mean",
+                 label_smoothing=0.0, class_weight=None, max_epochs=50, batch_size=64, train_split=None, callbacks=None,
                  warm_start=False, verbose=0, device="cpu", random_state=None):
         self.patch_size = patch_size
         self.conv3d_channels = conv3d_channels
@@ -966,6 +1027,7 @@ class SDHSIClassifier(_SkorchPatchClassifier):
         self.optimizer = optimizer
         self.lr_schedule = lr_schedule
         self.augment = augment
+        self.mixup = mixup
         self.test_time_augment = test_time_augment
         self.predict_heads = predict_heads
         self.label_smoothing = label_smoothing

@@ -7,6 +7,10 @@ drawn at random per patch, to every training batch; the estimators use it as the
 training DataLoader's ``collate_fn`` when ``augment=True``. At prediction,
 ``test_time_augment=True`` averages the class probabilities of all eight
 symmetries of each patch instead (:func:`dihedral` and :func:`inverse_dihedral`).
+
+:class:`MixupCollate` blends each training batch with a shuffled copy of itself
+(mixup; ``mixup > 0`` in the estimators). For reflectance the blend of two patches
+is the linear mixture of their surfaces, the model hyperspectral unmixing assumes.
 """
 
 from __future__ import annotations
@@ -123,3 +127,45 @@ class DihedralCollate:
     def __call__(self, items):
         X, y = default_collate(items)
         return random_dihedral(X), y
+
+
+class MixupCollate:
+    """``collate_fn`` for a training DataLoader: each batch blended with a shuffled copy of itself.
+
+    Mixup (Zhang et al., ICLR 2018): ``X = lam * X + (1 - lam) * X[perm]`` with one
+    ``lam ~ Beta(alpha, alpha)`` per batch and ``perm`` a random permutation of the
+    batch. The targets become ``{"y": y, "y_mix": y[perm], "lam": lam}``, which
+    :class:`~sklearn_mmlgnet.losses.ContrastiveCriterion` scores as
+    ``lam * loss(y) + (1 - lam) * loss(y_mix)``. The patches are blended after
+    ``collate`` (e.g. :class:`DihedralCollate`), so both augmentations compose.
+
+    Parameters
+    ----------
+    alpha : float > 0
+        Both parameters of the Beta distribution of ``lam``: small values keep most
+        patches near one of the two, 1 draws ``lam`` uniformly.
+    collate : callable, default=torch's ``default_collate``
+        Turns the items into an ``(X, y)`` batch before the blend.
+
+    Examples
+    --------
+    >>> import torch
+    >>> items = [(torch.full((1, 3, 3), float(i)), torch.tensor(i)) for i in range(4)]
+    >>> X, y = MixupCollate(0.4)(items)
+    >>> sorted(y), X.shape
+    (['lam', 'y', 'y_mix'], torch.Size([4, 1, 3, 3]))
+    >>> lam = y["lam"]
+    >>> torch.allclose(X[:, 0, 1, 1], lam * y["y"] + (1 - lam) * y["y_mix"])
+    True
+    """
+
+    def __init__(self, alpha, collate=default_collate):
+        self.alpha = alpha
+        self.collate = collate
+
+    def __call__(self, items):
+        X, y = self.collate(items)
+        alpha = torch.tensor(float(self.alpha))
+        lam = torch.distributions.Beta(alpha, alpha).sample().to(X.dtype)
+        perm = torch.randperm(len(X))
+        return lam * X + (1 - lam) * X[perm], {"y": y, "y_mix": y[perm], "lam": lam}

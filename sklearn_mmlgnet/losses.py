@@ -157,6 +157,13 @@ class ContrastiveCriterion(nn.Module):
         self.student_scale = 1.0
 
     def forward(self, y_pred, y):
+        if isinstance(y, dict):  # a mixup batch (augment.MixupCollate): blend the two losses
+            lam = y["lam"]
+            return (lam * self._loss(y_pred, y["y"])
+                    + (1 - lam) * self._loss(y_pred, y["y_mix"]))
+        return self._loss(y_pred, y)
+
+    def _loss(self, y_pred, y):
         aux = []
         if isinstance(y_pred, tuple):
             y_pred, aux = y_pred

@@ -135,10 +135,13 @@ class TextSimilarityHead(nn.Module):
     With ``adapter > 0`` the class prototypes are ``t_c = normalize(text_c + adapter *
     r_c)``, with a learnt residual ``r`` that starts at 0 (a task residual, as in
     TaskRes, Yu et al., CVPR 2023): training starts from the language embeddings and
-    may move classes the text places too close together apart.
+    may move classes the text places too close together apart. With ``bias=True`` a
+    learnt bias per class, starting at 0, is added to the logits, as the linear head
+    of the cross-entropy ablation has one.
     """
 
-    def __init__(self, in_features, text_embeddings, logit_scale, adapter=0.0, normalize=True):
+    def __init__(self, in_features, text_embeddings, logit_scale, adapter=0.0, normalize=True,
+                 bias=False):
         super().__init__()
         self.proj = nn.Linear(in_features, text_embeddings.shape[1])
         self.logit_scale = logit_scale  # shared nn.Parameter
@@ -146,6 +149,7 @@ class TextSimilarityHead(nn.Module):
         self.adapter = float(adapter)
         self.residual = nn.Parameter(torch.zeros_like(self.text)) if adapter else None
         self.normalize = bool(normalize)
+        self.bias = nn.Parameter(torch.zeros(len(self.text))) if bias else None
 
     def __setstate__(self, state):
         super().__setstate__(state)
@@ -154,6 +158,8 @@ class TextSimilarityHead(nn.Module):
             self.adapter, self.residual = 0.0, None
         if not hasattr(self, "normalize"):
             self.normalize = True
+        if "bias" not in self._parameters:
+            self.bias = None
 
     def class_embeddings(self):
         """The unit class prototypes ``t_c`` the features are scored against."""
@@ -167,7 +173,8 @@ class TextSimilarityHead(nn.Module):
         # No clamp here: a clamp in forward kills the gradient once the scale passes
         # the bound. As CLIP, the estimator clamps a learnt scale's data after each
         # optimizer step instead, and a fixed one may exceed the bound.
-        return self.logit_scale.exp() * v @ self.class_embeddings().t()
+        logits = self.logit_scale.exp() * v @ self.class_embeddings().t()
+        return logits if self.bias is None else logits + self.bias
 
 
 class MMLGNetModule(nn.Module):
@@ -204,12 +211,14 @@ class MMLGNetModule(nn.Module):
     similarity : {"cosine", "dot"}
         How every :class:`TextSimilarityHead` scores: ``"cosine"`` normalises the image
         embedding (``normalize=True``), ``"dot"`` does not.
+    class_bias : bool
+        ``bias`` of every :class:`TextSimilarityHead`.
     """
 
     def __init__(self, n_hsi_bands, n_lidar_bands, text_embeddings, hsi_channels=(64, 128),
                  lidar_channels=(32, 64), fusion_dim=256, temperature=0.07,
                  learn_temperature=False, head="text", aux_heads=False, dropout=0.1,
-                 spectral_channels=(), text_adapter=0.0, similarity="cosine"):
+                 spectral_channels=(), text_adapter=0.0, similarity="cosine", class_bias=False):
         super().__init__()
         self.n_hsi_bands = n_hsi_bands
         self.hsi = ConvEncoder(n_hsi_bands, hsi_channels)
@@ -230,7 +239,7 @@ class MMLGNetModule(nn.Module):
             if head == "text":
                 return TextSimilarityHead(in_features, text_embeddings, self.logit_scale,
                                           adapter=text_adapter,
-                                          normalize=similarity == "cosine")
+                                          normalize=similarity == "cosine", bias=class_bias)
             return nn.Linear(in_features, n_classes)
 
         self.head = make_head(fusion_dim)

@@ -22,7 +22,11 @@ def test_jasper_inner_folds_hold_training_pixels_only_and_keep_patches_apart():
     ref = load_jasper_ridge(SHARED_DATA, random_state=seed)
     _, y_ref, rows, cols = labelled_patches(ref, ref.train_mask, bench_recipe.PATCH)
     np.testing.assert_array_equal(y, y_ref)
-    assert where == {}
+    # the early-stopping rows' groups: each pixel's 16 x 16 block
+    assert list(where) == ["blocks"] and len(where["blocks"]) == len(y)
+    b = bench_recipe.VALID_BLOCK
+    same = (rows[:, None] // b == rows[None] // b) & (cols[:, None] // b == cols[None] // b)
+    np.testing.assert_array_equal(where["blocks"][:, None] == where["blocks"][None], same)
     assert ref.train_mask[rows, cols].all() and not ref.test_mask[rows, cols].any()
     h = bench_recipe.PATCH // 2
     held = np.concatenate([va for _, va in folds])

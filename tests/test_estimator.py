@@ -13,9 +13,15 @@ import torch
 import torch.nn.functional as F
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
-from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
+from sklearn.model_selection import (
+    GridSearchCV,
+    GroupShuffleSplit,
+    StratifiedKFold,
+    cross_val_score,
+)
 from sklearn.pipeline import make_pipeline
 from skorch.callbacks import EpochScoring
+from skorch.dataset import ValidSplit
 
 from sklearn_mmlgnet import BandStandardScaler, MMLGNetClassifier, SDHSIClassifier
 
@@ -416,6 +422,56 @@ def test_the_last_batch_is_dropped_only_when_the_training_part_exceeds_a_batch()
         train = [b["train_batch_size"] for b in epoch["batches"] if "train_batch_size" in b]
         assert train == [30]
         assert np.isfinite(epoch["train_loss"])
+
+
+# ----------------------------------------------------------- groups for train_split
+class _RecordSplit:
+    """A train_split that holds out group 0 and records what it was given."""
+
+    def __call__(self, dataset, y=None, groups=None):
+        self.groups = groups
+        valid = np.flatnonzero(np.asarray(groups) == 0)
+        train = np.setdiff1d(np.arange(len(dataset)), valid)
+        return (torch.utils.data.Subset(dataset, train), torch.utils.data.Subset(dataset, valid))
+
+
+class _SidesOfValidSplit(ValidSplit):
+    """skorch's ValidSplit, recording the groups on each side."""
+
+    def __call__(self, dataset, y=None, groups=None):
+        train, valid = super().__call__(dataset, y, groups)
+        self.sides = set(groups[train.indices]), set(groups[valid.indices])
+        return train, valid
+
+
+@pytest.mark.parametrize("cls, kw", [
+    (MMLGNetClassifier, TINY),
+    (SDHSIClassifier, dict(conv3d_channels=(4,), spectral_kernels=(3,), hidden=8)),
+])
+def test_groups_reach_train_split_alone_and_validate_on_whole_groups(tiny_problem, cls, kw):
+    X, y = tiny_problem
+    groups = np.arange(len(X)) % 6
+    split = _RecordSplit()
+    clf = cls(max_epochs=1, train_split=split, **kw)
+    make_pipeline(BandStandardScaler(), clf).fit(X, y, **{f"{cls.__name__.lower()}__groups": groups})
+    np.testing.assert_array_equal(split.groups, groups)
+    assert clf.history_[-1, "batches"][-1]["valid_batch_size"] == 20  # group 0: 20 samples
+    assert not hasattr(clf.net_, "split_groups")  # this fit's only
+    # with skorch's ValidSplit and a group splitter, no group is on both sides
+    split = _SidesOfValidSplit(GroupShuffleSplit(1, test_size=0.5, random_state=0))
+    cls(max_epochs=1, train_split=split, **kw).fit(X, y, groups=groups)
+    train_groups, valid_groups = split.sides
+    assert valid_groups and not train_groups & valid_groups
+
+
+def test_bad_groups_are_named(tiny_problem):
+    X, y = tiny_problem
+    with pytest.raises(ValueError, match="groups are passed to train_split.*train_split is None"):
+        MMLGNetClassifier(max_epochs=1, **TINY).fit(X, y, groups=np.zeros(len(X)))
+    with pytest.raises(ValueError, match=r"groups must be 1-D with one group per sample of X "
+                                         r"\(120\); got shape \(7,\)"):
+        MMLGNetClassifier(max_epochs=1, train_split=_RecordSplit(), **TINY).fit(
+            X, y, groups=np.zeros(7))
 
 
 # ------------------------------------------------------------------ temperature

@@ -12,7 +12,13 @@ from skorch.callbacks import Callback, EpochScoring
 from skorch.dataset import ValidSplit
 
 from sklearn_mmlgnet import MMLGNetClassifier, SDHSIClassifier
-from sklearn_mmlgnet.augment import N_SYMMETRIES, DihedralCollate, dihedral, random_dihedral
+from sklearn_mmlgnet.augment import (
+    N_SYMMETRIES,
+    DihedralCollate,
+    MixupCollate,
+    dihedral,
+    random_dihedral,
+)
 from sklearn_mmlgnet.losses import ContrastiveCriterion, self_distillation_loss
 from sklearn_mmlgnet.nn import MMLGNetModule, SpectralMLP
 
@@ -79,6 +85,53 @@ def test_collate_keeps_each_label_with_its_own_patch():
     assert y.tolist() == [i % 3 for i in range(50)]
     assert all(_is_symmetry_of(X[i], items[i][0]) for i in range(50))
     assert any(not torch.equal(X[i], items[i][0]) for i in range(50))
+
+
+def test_mixup_blends_each_patch_with_a_partner_and_keeps_both_labels():
+    rng = np.random.RandomState(0)
+    items = [(torch.as_tensor(rng.normal(size=(3, 5, 5)).astype("float32")), torch.tensor(i % 3))
+             for i in range(50)]
+    inputs = torch.stack([x for x, _ in items])
+    torch.manual_seed(0)
+    X, y = MixupCollate(0.4)(items)
+    lam = float(y["lam"])
+    assert 0 < lam < 1 and y["y"].tolist() == [i % 3 for i in range(50)]
+    # each patch is lam of itself plus (1 - lam) of one partner, whose label is y_mix:
+    # the largest gap of each blended patch from that blend with every candidate partner
+    residual = (X - lam * inputs)[:, None] - (1 - lam) * inputs[None]
+    error, partner = residual.flatten(2).abs().amax(-1).min(1)
+    assert float(error.max()) < 1e-5
+    partner = partner.tolist()
+    assert sorted(partner) == list(range(50))  # a permutation of the batch
+    assert y["y_mix"].tolist() == [i % 3 for i in partner]
+    # after the symmetries when given them: the blend of two symmetric patches
+    torch.manual_seed(1)
+    X, y = MixupCollate(1.0, collate=DihedralCollate())(items)
+    assert X.shape == inputs.shape and not torch.allclose(X, inputs)
+
+
+def test_mixup_draws_lam_from_beta_alpha():
+    items = [(torch.zeros(1, 1, 1), torch.tensor(0))] * 4
+    torch.manual_seed(0)
+    small = [float(MixupCollate(0.1)(items)[1]["lam"]) for _ in range(300)]
+    uniform = [float(MixupCollate(1.0)(items)[1]["lam"]) for _ in range(300)]
+    near_ends = lambda lams: np.mean([min(v, 1 - v) < 0.1 for v in lams])  # noqa: E731
+    assert near_ends(small) > 0.6 and abs(near_ends(uniform) - 0.2) < 0.08
+
+
+@pytest.mark.parametrize("loss", ["symmetric", "cross_entropy"])
+@pytest.mark.parametrize("distill", [False, True])
+def test_criterion_blends_the_losses_of_a_mixup_batch(loss, distill):
+    torch.manual_seed(0)
+    logits, aux = torch.randn(12, 3), [torch.randn(12, 3)]
+    y_a, y_b = torch.arange(12) % 3, torch.randperm(12) % 3
+    crit = ContrastiveCriterion(loss=loss, distill=distill, label_smoothing=0.1,
+                                class_weight=[1.0, 2.0, 0.5])
+    y_pred = (logits, aux) if distill else logits
+    lam = torch.tensor(0.3)
+    mixed = crit(y_pred, {"y": y_a, "y_mix": y_b, "lam": lam})
+    expected = 0.3 * crit(y_pred, y_a) + 0.7 * crit(y_pred, y_b)
+    torch.testing.assert_close(mixed, expected)
 
 
 # ------------------------------------------------------------- augment in the estimators
@@ -257,6 +310,39 @@ def test_label_smoothing_reaches_the_criterion_and_a_warm_start(problem):
     assert clf.net_ is net and clf.net_.criterion_.label_smoothing == 0.0
 
 
+@pytest.mark.parametrize("make", [
+    lambda **kw: MMLGNetClassifier(**TINY, **kw),
+    lambda **kw: SDHSIClassifier(**SDHSI_TINY, **kw),
+], ids=["MMLGNet", "SDHSI"])
+def test_mixup_blends_training_batches_only_and_is_repeatable(problem, make):
+    X, y = problem
+    rec = _RecordBatches()
+    split = ValidSplit(4, stratified=True)
+    clf = make(max_epochs=2, augment=False, mixup=0.4, callbacks=[rec], train_split=split)
+    clf.fit(X, y)
+    inputs = torch.as_tensor(X)
+    is_input = lambda t: bool((inputs == t).flatten(1).all(1).any())  # noqa: E731
+    assert sum(map(is_input, torch.cat(rec.train))) < 0.1 * len(X)
+    assert all(map(is_input, torch.cat(rec.valid)))
+    again = make(max_epochs=2, augment=False, mixup=0.4, train_split=split).fit(X, y)
+    plain = make(max_epochs=2, augment=False, train_split=split).fit(X, y)
+    np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
+    assert not np.allclose(plain.predict_proba(X), clf.predict_proba(X))
+
+
+def test_warm_start_applies_a_changed_mixup(problem):
+    X, y = problem
+    clf = MMLGNetClassifier(max_epochs=1, augment=False, **TINY).fit(X, y)
+    net = clf.net_
+    dataset = net.get_dataset(X, np.zeros(len(X), int))
+    assert net.get_iterator(dataset, training=True).collate_fn is not None
+    clf.set_params(warm_start=True, mixup=0.2).fit(X, y)
+    assert clf.net_ is net and len(clf.history_) == 2
+    loader = net.get_iterator(dataset, training=True)
+    assert isinstance(loader.collate_fn, MixupCollate) and loader.collate_fn.alpha == 0.2
+    assert not isinstance(net.get_iterator(dataset, training=False).collate_fn, MixupCollate)
+
+
 def test_warm_start_applies_changed_optimizer_and_augment(problem):
     X, y = problem
     clf = MMLGNetClassifier(max_epochs=1, **TINY).fit(X, y)
@@ -279,6 +365,8 @@ def test_warm_start_applies_changed_optimizer_and_augment(problem):
     (dict(test_time_augment=1), "test_time_augment must be True or False; got 1"),
     (dict(label_smoothing=1.0), "label_smoothing must be a finite float >= 0 and < 1; got 1.0"),
     (dict(label_smoothing=-0.1), "label_smoothing must be"),
+    (dict(mixup=-0.2), "mixup must be a finite float >= 0; got -0.2"),
+    (dict(mixup=True), "mixup must be a finite float >= 0; got True"),
 ])
 @pytest.mark.parametrize("cls", [MMLGNetClassifier, SDHSIClassifier])
 def test_bad_recipe_parameters_are_named(problem, cls, params, match):
@@ -302,13 +390,15 @@ def test_a_model_with_every_lever_pickles_and_goes_on_training(problem):
 
 
 def test_a_model_pickled_by_an_earlier_release_still_predicts(problem):
-    # Earlier releases had no spectral path on the network and no test_time_augment.
+    # Earlier releases had no spectral path on the network, no class bias on its head
+    # and no test_time_augment.
     import pickle
 
     X, y = problem
     clf = MMLGNetClassifier(max_epochs=1, spectral_channels=(), **TINY).fit(X, y)
     expected = clf.predict_proba(X)
     del clf.net_.module_.spectral
+    del clf.net_.module_.head.bias
     del clf.test_time_augment
     old = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(old.predict_proba(X), expected)
@@ -363,6 +453,24 @@ def test_dot_similarity_keeps_the_image_embeddings_length(problem):
         for head, grows in ((dot, True), (cosine, False)):
             head.proj.bias.zero_()
             torch.testing.assert_close(head(3 * z), (3.0 if grows else 1.0) * head(z))
+
+
+def test_class_bias_is_a_learnt_offset_of_the_language_heads_logits(problem):
+    X, y = problem
+    plain = MMLGNetClassifier(max_epochs=0, **TINY).fit(X, y).net_.module_
+    start = MMLGNetClassifier(max_epochs=0, class_bias=True, **TINY).fit(X, y).net_.module_
+    assert plain.head.bias is None
+    assert torch.equal(start.head.bias, torch.zeros(3)) and start.head.bias.requires_grad
+    z = torch.randn(4, start.head.proj.in_features)
+    with torch.no_grad():
+        start.head.bias.copy_(torch.tensor([1.0, -2.0, 0.5]))
+        without = start.head.logit_scale.exp() * torch.nn.functional.normalize(
+            start.head.proj(z), dim=1) @ start.head.text.t()
+        torch.testing.assert_close(start.head(z), without + torch.tensor([1.0, -2.0, 0.5]))
+    trained = MMLGNetClassifier(max_epochs=3, class_bias=True, self_distillation=True,
+                                **TINY).fit(X, y).net_.module_
+    assert trained.head.bias.abs().sum() > 0
+    assert all(head.bias is not None for head in trained.aux)  # the students' heads too
 
 
 def test_a_changed_similarity_defines_a_new_network_on_a_warm_start(problem):
@@ -425,7 +533,8 @@ def test_spectral_path_changes_predictions_when_context_is_unchanged():
 @pytest.mark.parametrize("name, bad", [
     ("spectral_channels", (0,)), ("spectral_channels", (8, -1)), ("spectral_channels", "wide"),
     ("spectral_channels", 2.5), ("text_adapter", -0.1), ("text_adapter", float("nan")),
-    ("text_adapter", "large"), ("similarity", "euclidean"), ("similarity", None)])
+    ("text_adapter", "large"), ("similarity", "euclidean"), ("similarity", None),
+    ("class_bias", "yes"), ("class_bias", 1)])
 def test_bad_network_parameters_are_named(problem, name, bad):
     X, y = problem
     with pytest.raises(ValueError, match=name):
