@@ -645,10 +645,11 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         length; ``"dot"`` keeps its length (divided by ``sqrt(dim)``, the length of an
         embedding of unit-variance coordinates), which can then carry confidence. Both
         divide by ``temperature``. See docs: defaults (the language head on IDTReeS).
-    class_bias : bool, default=False
+    class_bias : bool, default=True
         Add a learnt bias per class (starting at 0) to the language head's logits, as
         the linear head of ``loss="cross_entropy"`` has one; the class directions stay
-        the text embeddings'. Without effect with ``loss="cross_entropy"``.
+        the text embeddings'. ``False`` is the paper's head. Without effect with
+        ``loss="cross_entropy"``. Chosen on inner validation (docs: defaults).
     self_distillation : bool, default=False
         Add a head after every encoder stage but the last, taught by the final
         head (SDHSI-Net's self-distillation); inference uses the final head only.
@@ -701,11 +702,12 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         image->text term of the symmetric loss, the whole loss otherwise, and the
         student heads' terms with self-distillation.
 
-        The defaults of ``spectral_channels``, ``optimizer``, ``weight_decay``,
-        ``lr_schedule``, ``augment`` and ``label_smoothing`` were chosen on inner
-        validation of the real scenes' training pixels (:doc:`/defaults`); the
-        settings of earlier releases are ``spectral_channels=(), optimizer="adam",
-        weight_decay=0, lr_schedule=None, augment=False, label_smoothing=0``.
+        The defaults of ``spectral_channels``, ``class_bias``, ``optimizer``,
+        ``weight_decay``, ``lr_schedule``, ``augment`` and ``label_smoothing`` were
+        chosen on inner validation of the real scenes' training pixels
+        (:doc:`/defaults`); the settings of earlier releases are
+        ``spectral_channels=(), class_bias=False, optimizer="adam", weight_decay=0,
+        lr_schedule=None, augment=False, label_smoothing=0``.
     class_weight : None, "balanced", "balanced_sqrt" or dict, default=None
         Weights of the cross-entropy against the labels (the image->text term of the
         symmetric loss, the whole loss otherwise; not the students' terms):
@@ -726,7 +728,7 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
         bands). Parameters changed meanwhile take effect: skorch's settings (``lr``,
         ``max_epochs``, ``batch_size``, ``callbacks``, ``train_split``, ``verbose``,
         ``weight_decay``, ``device``, ``optimizer`` (a new optimizer),
-        ``lr_schedule``, ``augment``) on the fitted network, the distillation
+        ``lr_schedule``, ``augment``, ``mixup``) on the fitted network, the distillation
         weights and ``label_smoothing`` on a new criterion; one that defines the
         network (channels, loss, text, ...) starts a new network, with a warning.
     verbose : int, default=0
@@ -781,12 +783,13 @@ class MMLGNetClassifier(_SkorchPatchClassifier):
                  clip_pretrained="openai", text_model=None, text_embeddings=None,
                  cache_dir=None, hsi_channels=(64, 128), lidar_channels=(32, 64),
                  fusion_dim=256, dropout=0.1, spectral_channels=(256, 128), text_adapter=0.0,
-                 similarity="cosine", class_bias=False, self_distillation=False,
+                 similarity="cosine", class_bias=True, self_distillation=False,
                  distill_temperature=5.0, distill_weight=0.1, aux_ce_weight=0.8,
                  lr=5e-4, weight_decay=1e-2, optimizer="adamw", lr_schedule="cosine",
                  augment=True, mixup=0.0, test_time_augment=False, predict_heads="final",
-                 label_smoothing=0.1, class_weight=None, max_epochs=100, batch_size=64, train_split=None, callbacks=None,
-                 warm_start=False, verbose=0, device="cpu", random_state=None):
+                 label_smoothing=0.1, class_weight=None, max_epochs=100, batch_size=64,
+                 train_split=None, callbacks=None, warm_start=False, verbose=0, device="cpu",
+                 random_state=None):
         self.n_lidar_bands = n_lidar_bands
         self.patch_size = patch_size
         self.temperature = temperature
@@ -970,10 +973,10 @@ class SDHSIClassifier(_SkorchPatchClassifier):
         Learning rate of the optimizer.
     weight_decay, optimizer, lr_schedule, augment, mixup, label_smoothing, class_weight
         As in :class:`MMLGNetClassifier`, but only augmentation is on by default here
-        (``0.0``, ``"adam"``, ``None``, ``True``, ``0.0``, ``0.0``): on inner validation of Jasper
-        Ridge augmentation alone scored higher for SDHSI-Net than with AdamW, the cosine
-        schedule and label smoothing added (docs: self_distillation); ``augment=False``
-        trains as before it existed.
+        (``0.0``, ``"adam"``, ``None``, ``True``, ``0.0``, ``0.0``): on inner validation
+        of Jasper Ridge augmentation alone scored higher for SDHSI-Net than with AdamW,
+        the cosine schedule and label smoothing added (docs: self_distillation);
+        ``augment=False`` trains as before it existed.
     test_time_augment : bool, default=False
         As in :class:`MMLGNetClassifier`.
     predict_heads : {"mean", "final"}, default="mean"
@@ -1006,8 +1009,9 @@ class SDHSIClassifier(_SkorchPatchClassifier):
                  student_reduction="mean", distill_warmup=0.0, student_stages=None,
                  student_hidden=64, lr=1e-3, weight_decay=0.0, optimizer="adam", lr_schedule=None,
                  augment=True, mixup=0.0, test_time_augment=False, predict_heads="mean",
-                 label_smoothing=0.0, class_weight=None, max_epochs=50, batch_size=64, train_split=None, callbacks=None,
-                 warm_start=False, verbose=0, device="cpu", random_state=None):
+                 label_smoothing=0.0, class_weight=None, max_epochs=50, batch_size=64,
+                 train_split=None, callbacks=None, warm_start=False, verbose=0, device="cpu",
+                 random_state=None):
         self.patch_size = patch_size
         self.conv3d_channels = conv3d_channels
         self.spectral_kernels = spectral_kernels

@@ -301,7 +301,8 @@ def _text_head(head):
     to Q's columns, so ``|W z + b|^2 = |u|^2 + |b_perp|^2`` and
     ``(W z + b) . t = u . (Q.T t) + b_perp . t``. The same cosines (or, for a head with
     ``normalize=False``, dot products over ``sqrt(D)``), from F-wide instead of D-wide
-    arrays. An orthogonal change of basis: no cancellation.
+    arrays, plus the head's class bias if it has one. An orthogonal change of basis: no
+    cancellation.
     """
     if type(head) is not TextSimilarityHead or head.proj.in_features >= head.proj.out_features:
         return head
@@ -318,11 +319,13 @@ def _text_head(head):
 
     def logits(z):
         u = torch.addmm(b_par, z, Rt.to(z.dtype)).float()
-        if not head.normalize:
-            return head.logit_scale.exp() * ((u @ A + beta) / math.sqrt(W.shape[0]))
-        norm = (u.square().sum(dim=1, keepdim=True) + norm2_perp).sqrt().clamp_min(1e-12)
+        if head.normalize:
+            norm = (u.square().sum(dim=1, keepdim=True) + norm2_perp).sqrt().clamp_min(1e-12)
+        else:
+            norm = math.sqrt(W.shape[0])
         # As TextSimilarityHead.forward (the dense tests check they agree).
-        return head.logit_scale.exp() * ((u @ A + beta) / norm)
+        out = head.logit_scale.exp() * ((u @ A + beta) / norm)
+        return out if head.bias is None else out + head.bias
 
     return logits
 

@@ -117,7 +117,8 @@ def test_the_classic_rows_search_on_folds_cut_as_the_benchmark_cuts_them(factory
 def test_rows_build_the_benchmarks_network_behind_a_centre_crop():
     from sklearn_mmlgnet.benchmark import network_pipeline
 
-    pipe = bench_recipe.mmlg_pipeline("idtrees", {1: "oak"}, 5, 3, patch=5, similarity="dot")
+    pipe = bench_recipe.mmlg_pipeline("idtrees", {1: "oak"}, 5, 3, patch=5, similarity="dot",
+                                      class_bias=True)
     bench = network_pipeline(dict(n_lidar_bands=1, text_encoder="sentence-transformers",
                                   class_names={1: "oak"}, max_epochs=5, random_state=3,
                                   similarity="dot"), pca=bench_recipe.BASE_PCA["idtrees"])
@@ -125,6 +126,8 @@ def test_rows_build_the_benchmarks_network_behind_a_centre_crop():
     assert pipe[0].kw_args == {"size": 5}
     for ours, theirs in zip(pipe.steps[1:], bench.steps):
         assert ours[1].get_params() == theirs[1].get_params()
+    # the rows keep the language head of the figures measured before its class bias
+    assert bench_recipe.mmlg_pipeline("idtrees", {1: "oak"}, 5, 3)[-1].class_bias is False
 
 
 def test_log_reflectance_turns_illumination_into_an_offset_and_leaves_lidar_alone():
@@ -162,7 +165,8 @@ def test_unit_and_brightness_splits_a_spectrum_into_its_shape_and_its_length():
 def test_unit_spectra_rows_build_the_benchmarks_normalised_network():
     from sklearn_mmlgnet.benchmark import network_pipeline
 
-    pipe = bench_recipe.mmlg_pipeline("idtrees", {1: "oak"}, 5, 3, spectra="unit")
+    pipe = bench_recipe.mmlg_pipeline("idtrees", {1: "oak"}, 5, 3, spectra="unit",
+                                      class_bias=True)
     bench = network_pipeline(dict(n_lidar_bands=1, text_encoder="sentence-transformers",
                                   class_names={1: "oak"}, max_epochs=5, random_state=3),
                              pca=bench_recipe.BASE_PCA["idtrees"], spectral_norm="l2")

@@ -82,6 +82,12 @@ MODELS = {
     "hsi+lidar, dot similarity, text wider than the fused features": lambda: MMLGNetClassifier(
         **dict(TINY, text_embeddings=np.random.RandomState(1).normal(size=(3, 16)),
                similarity="dot")),
+    "hsi+lidar, no class bias, text wider than the fused features": lambda: MMLGNetClassifier(
+        **dict(TINY, text_embeddings=np.random.RandomState(1).normal(size=(3, 16)),
+               class_bias=False)),
+    "hsi+lidar, dot, no class bias, self-distillation": lambda: MMLGNetClassifier(
+        **dict(TINY, hsi_channels=(4, 6), lidar_channels=(3,), self_distillation=True,
+               similarity="dot", class_bias=False, predict_heads="mean")),
     "sdhsi": lambda: SDHSIClassifier(**SD_TINY),  # the mean of every head (predict_heads)
     "sdhsi, final head only": lambda: SDHSIClassifier(predict_heads="final", **SD_TINY),
     "sdhsi, linear students on stages 2 and 3": lambda: SDHSIClassifier(

@@ -477,7 +477,7 @@ def test_bad_groups_are_named(tiny_problem):
 # ------------------------------------------------------------------ temperature
 def test_a_fixed_temperature_below_clips_bound_is_used_as_given():
     X, y = make_patches()
-    clf = fast_clf(temperature=0.005, max_epochs=2).fit(X, y)
+    clf = fast_clf(temperature=0.005, max_epochs=2, class_bias=False).fit(X, y)
     assert clf.temperature_ == pytest.approx(0.005, rel=1e-6)
     module = clf.net_.module_.eval()
     projected = []

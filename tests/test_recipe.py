@@ -395,7 +395,8 @@ def test_a_model_pickled_by_an_earlier_release_still_predicts(problem):
     import pickle
 
     X, y = problem
-    clf = MMLGNetClassifier(max_epochs=1, spectral_channels=(), **TINY).fit(X, y)
+    clf = MMLGNetClassifier(max_epochs=1, spectral_channels=(), class_bias=False,
+                            **TINY).fit(X, y)
     expected = clf.predict_proba(X)
     del clf.net_.module_.spectral
     del clf.net_.module_.head.bias
@@ -410,7 +411,8 @@ def test_text_adapter_starts_at_the_text_embeddings_and_learns_a_residual(proble
     frozen = MMLGNetClassifier(max_epochs=2, **TINY).fit(X, y)
     assert frozen.net_.module_.head.residual is None
     assert not any("residual" in n for n, _ in frozen.net_.module_.named_parameters())
-    head = MMLGNetClassifier(max_epochs=1, text_adapter=0.5, **TINY).fit(X, y).net_.module_.head
+    head = MMLGNetClassifier(max_epochs=1, text_adapter=0.5, class_bias=False,
+                             **TINY).fit(X, y).net_.module_.head
     text = torch.nn.functional.normalize(torch.as_tensor(EMB), dim=1)
     torch.testing.assert_close(head.text, text)  # the language embeddings stay frozen
     moved = head.class_embeddings().detach()
@@ -441,8 +443,9 @@ def test_a_text_head_pickled_before_the_adapter_still_predicts(problem):
 # ---------------------------------------------------------------------- similarity
 def test_dot_similarity_keeps_the_image_embeddings_length(problem):
     X, y = problem
-    cosine = MMLGNetClassifier(max_epochs=1, **TINY).fit(X, y).net_.module_.head
-    dot = MMLGNetClassifier(max_epochs=1, similarity="dot", **TINY).fit(X, y).net_.module_.head
+    kw = dict(TINY, max_epochs=1, class_bias=False)
+    cosine = MMLGNetClassifier(**kw).fit(X, y).net_.module_.head
+    dot = MMLGNetClassifier(similarity="dot", **kw).fit(X, y).net_.module_.head
     assert cosine.normalize and not dot.normalize
     text = torch.nn.functional.normalize(torch.as_tensor(EMB), dim=1)
     z = torch.randn(4, dot.proj.in_features)
@@ -457,8 +460,8 @@ def test_dot_similarity_keeps_the_image_embeddings_length(problem):
 
 def test_class_bias_is_a_learnt_offset_of_the_language_heads_logits(problem):
     X, y = problem
-    plain = MMLGNetClassifier(max_epochs=0, **TINY).fit(X, y).net_.module_
-    start = MMLGNetClassifier(max_epochs=0, class_bias=True, **TINY).fit(X, y).net_.module_
+    plain = MMLGNetClassifier(max_epochs=0, class_bias=False, **TINY).fit(X, y).net_.module_
+    start = MMLGNetClassifier(max_epochs=0, **TINY).fit(X, y).net_.module_  # the default
     assert plain.head.bias is None
     assert torch.equal(start.head.bias, torch.zeros(3)) and start.head.bias.requires_grad
     z = torch.randn(4, start.head.proj.in_features)
@@ -467,8 +470,7 @@ def test_class_bias_is_a_learnt_offset_of_the_language_heads_logits(problem):
         without = start.head.logit_scale.exp() * torch.nn.functional.normalize(
             start.head.proj(z), dim=1) @ start.head.text.t()
         torch.testing.assert_close(start.head(z), without + torch.tensor([1.0, -2.0, 0.5]))
-    trained = MMLGNetClassifier(max_epochs=3, class_bias=True, self_distillation=True,
-                                **TINY).fit(X, y).net_.module_
+    trained = MMLGNetClassifier(max_epochs=3, self_distillation=True, **TINY).fit(X, y).net_.module_
     assert trained.head.bias.abs().sum() > 0
     assert all(head.bias is not None for head in trained.aux)  # the students' heads too
 
