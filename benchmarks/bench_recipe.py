@@ -200,6 +200,8 @@ MMLG_ROWS = {
         class_weight="balanced_sqrt", spectra="unit", class_bias=True),
     "dot, unit-length spectra, class_bias=True": dict(similarity="dot", spectra="unit",
                                                       class_bias=True),
+    "balanced_sqrt, unit-length spectra, class_bias=True, dot": dict(
+        class_weight="balanced_sqrt", spectra="unit", class_bias=True, similarity="dot"),
     "balanced_sqrt, unit-length spectra, cross-entropy head": dict(
         class_weight="balanced_sqrt", spectra="unit", loss="cross_entropy"),
     "unit-length spectra, cross-entropy head": dict(spectra="unit", loss="cross_entropy"),
