@@ -174,7 +174,7 @@ def test_network_rows_take_the_per_scene_settings():
     sdhsi = by["SDHSI-Net without self-distillation"].build(0, 0)[-1]
     assert sdhsi.class_weight is None and sdhsi.test_time_augment is False  # not measured there
     assert benchmark.NETWORK_CLASS_WEIGHT == {"jasper_ridge": "balanced_sqrt"}
-    assert benchmark.NETWORK_SIMILARITY == {"idtrees": "dot"}
+    assert benchmark.NETWORK_SIMILARITY == {"idtrees": "dot", "jasper_ridge": "dot"}
     assert benchmark.NETWORK_PREDICT_HEADS == {"idtrees": "mean"}
     plain = default_methods(1, 2, dict(text_encoder="sentence-transformers"))
     assert plain[0].build(0, 1)[-1].similarity == "cosine"
