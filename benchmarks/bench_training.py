@@ -53,8 +53,8 @@ def plain_loop(X, y, emb, epochs, batch_size):
 
 
 #: The recipe of the releases before the current defaults (what the plain loop does).
-EARLIER_RECIPE = dict(spectral_channels=(), optimizer="adam", weight_decay=0.0,
-                      lr_schedule=None, augment=False, label_smoothing=0.0)
+EARLIER_RECIPE = dict(spectral_channels=(), class_bias=False, optimizer="adam",
+                      weight_decay=0.0, lr_schedule=None, augment=False, label_smoothing=0.0)
 
 
 def skorch_fit(X, y, emb, epochs, batch_size, **recipe):
