@@ -31,6 +31,13 @@ SDHSI_TINY = dict(conv3d_channels=(4,), spectral_kernels=(3,), conv2d_channels=8
                   batch_size=32, random_state=0)
 
 
+#: Runs a test on both estimators: ``make(**params)`` builds a tiny one.
+both_estimators = pytest.mark.parametrize("make", [
+    lambda **kw: MMLGNetClassifier(**TINY, **kw),
+    lambda **kw: SDHSIClassifier(**SDHSI_TINY, **kw),
+], ids=["MMLGNet", "SDHSI"])
+
+
 @pytest.fixture(scope="module")
 def problem():
     return make_patches(n_per_class=40)  # 120 samples of (7, 5, 5)
@@ -161,10 +168,7 @@ def test_augment_changes_training_batches_only(problem):
     assert len(clf.history_) == 2
 
 
-@pytest.mark.parametrize("make", [
-    lambda **kw: MMLGNetClassifier(**TINY, **kw),
-    lambda **kw: SDHSIClassifier(**SDHSI_TINY, **kw),
-], ids=["MMLGNet", "SDHSI"])
+@both_estimators
 def test_predict_with_augment_is_that_of_the_same_weights_without(problem, make):
     X, y = problem
     aug = make(max_epochs=2, augment=True).fit(X, y)
@@ -310,10 +314,7 @@ def test_label_smoothing_reaches_the_criterion_and_a_warm_start(problem):
     assert clf.net_ is net and clf.net_.criterion_.label_smoothing == 0.0
 
 
-@pytest.mark.parametrize("make", [
-    lambda **kw: MMLGNetClassifier(**TINY, **kw),
-    lambda **kw: SDHSIClassifier(**SDHSI_TINY, **kw),
-], ids=["MMLGNet", "SDHSI"])
+@both_estimators
 def test_mixup_blends_training_batches_only_and_is_repeatable(problem, make):
     X, y = problem
     rec = _RecordBatches()
