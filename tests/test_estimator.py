@@ -453,7 +453,8 @@ def test_groups_reach_train_split_alone_and_validate_on_whole_groups(tiny_proble
     groups = np.arange(len(X)) % 6
     split = _RecordSplit()
     clf = cls(max_epochs=1, train_split=split, **kw)
-    make_pipeline(BandStandardScaler(), clf).fit(X, y, **{f"{cls.__name__.lower()}__groups": groups})
+    step = cls.__name__.lower()  # make_pipeline's name for it
+    make_pipeline(BandStandardScaler(), clf).fit(X, y, **{f"{step}__groups": groups})
     np.testing.assert_array_equal(split.groups, groups)
     assert clf.history_[-1, "batches"][-1]["valid_batch_size"] == 20  # group 0: 20 samples
     assert not hasattr(clf.net_, "split_groups")  # this fit's only
