@@ -53,6 +53,8 @@ _BALANCED = ("balanced", "balanced_sqrt")
 _SKORCH_PARAMS = ("lr", "weight_decay", "max_epochs", "batch_size", "train_split", "callbacks",
                   "verbose", "device", "optimizer", "lr_schedule", "augment", "mixup")
 _CRITERION_PARAMS = ("distill_temperature", "distill_weight", "aux_ce_weight", "label_smoothing")
+# The training DataLoader's own parameters (skorch's ``iterator_train__*``), with their types.
+_LOADER_PARAMS = {"augment": bool, "mixup": float}
 # class_weight is applied at every fit from that fit's y (see ``fit``);
 # test_time_augment and predict_heads are read by predict only.
 _PER_FIT_PARAMS = ("warm_start", "random_state", "patch_size", "cache_dir", "class_weight",
@@ -283,15 +285,12 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
                 updates["optimizer__weight_decay"] = float(value)
             elif name in _CRITERION_PARAMS:
                 updates[f"criterion__{name}"] = value  # skorch rebuilds criterion and optimizer
-            elif name not in ("device", "callbacks", "lr_schedule", "optimizer", "augment",
-                              "mixup"):
+            elif name in _LOADER_PARAMS:
+                # skorch's set_params refuses iterator_train__* (and optimizer, below) on an
+                # initialized net, as they name no module or criterion: set what it reads.
+                setattr(self.net_, f"iterator_train__{name}", _LOADER_PARAMS[name](value))
+            elif name not in ("device", "callbacks", "lr_schedule", "optimizer"):
                 updates[name] = value
-        # skorch's set_params refuses these two on an initialized net (they name no
-        # module or criterion): set the attributes it reads instead.
-        if "augment" in changed:
-            self.net_.iterator_train__augment = bool(changed["augment"])
-        if "mixup" in changed:
-            self.net_.iterator_train__mixup = float(changed["mixup"])
         if "optimizer" in changed:
             self.net_.optimizer = _OPTIMIZERS[changed["optimizer"]]
         if updates:
@@ -330,8 +329,8 @@ class _SkorchPatchClassifier(ClassifierMixin, BaseEstimator):
             device=self.device,
             iterator_train=_train_loader,
             iterator_train__shuffle=True,
-            iterator_train__augment=bool(self.augment),
-            iterator_train__mixup=float(self.mixup),
+            **{f"iterator_train__{k}": cast(getattr(self, k))
+               for k, cast in _LOADER_PARAMS.items()},
             **{f"module__{k}": v for k, v in module_kwargs.items()},
             **{f"criterion__{k}": v for k, v in criterion_kwargs.items()},
         )
