@@ -346,8 +346,10 @@ def test_warm_start_applies_a_changed_mixup(problem):
 
 def test_warm_start_applies_changed_optimizer_and_augment(problem):
     X, y = problem
-    clf = MMLGNetClassifier(max_epochs=1, **TINY).fit(X, y)
+    # from the earlier settings, so that both are changed (adamw and flips are the defaults)
+    clf = MMLGNetClassifier(max_epochs=1, optimizer="adam", augment=False, **TINY).fit(X, y)
     net = clf.net_
+    assert type(net.optimizer_) is torch.optim.Adam
     clf.set_params(warm_start=True, optimizer="adamw", augment=True)
     clf.fit(X, y)
     assert clf.net_ is net and len(clf.history_) == 2
