@@ -9,10 +9,15 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+from sklearn.utils import check_array
 
 
 def check_patches(X, *, name="X", allow_2d=True, dtype=np.float32):
     """Validate a patch array and return it as a float array of rank 4.
+
+    scikit-learn's :func:`~sklearn.utils.check_array` (``allow_nd=True``) does the
+    conversion and refuses sparse, complex, empty and non-finite input; then
+    :func:`as_patches` checks the patch shape.
 
     Parameters
     ----------
@@ -29,60 +34,33 @@ def check_patches(X, *, name="X", allow_2d=True, dtype=np.float32):
     Returns
     -------
     X : ndarray of shape (n_samples, n_bands, P, P)
+
+    Examples
+    --------
+    >>> check_patches(np.zeros((2, 3))).shape
+    (2, 3, 1, 1)
     """
-    if hasattr(X, "toarray") or hasattr(X, "tocsr"):
-        raise TypeError(
-            f"{name} is a sparse matrix; dense patch arrays of shape "
-            "(n_samples, n_bands, P, P) are expected."
-        )
-    try:
-        X = np.asarray(X)
-    except (TypeError, ValueError) as exc:  # ragged lists and the like
-        raise ValueError(f"{name} could not be converted to a numeric array: {exc}") from exc
-    if X.dtype.kind == "c":
-        raise ValueError(f"Complex data not supported: {name} has dtype {X.dtype}; real values are expected.")
-    if X.dtype.kind not in "biuf":
-        try:
-            X = X.astype(np.float64)
-        except TypeError as exc:  # e.g. a dict inside an object array
-            raise TypeError(f"{name} holds a non-numeric value: {exc}") from exc
-        except ValueError as exc:
-            raise ValueError(
-                f"{name} has dtype {X.dtype} that cannot be converted to float: {exc}") from exc
+    X = check_array(X, allow_nd=True, dtype=dtype, input_name=name)
+    return as_patches(X, name=name, allow_2d=allow_2d)
+
+
+def as_patches(X, *, name="X", allow_2d=True):
+    """A checked array (``check_array`` or ``validate_data``) as patches of rank 4.
+
+    A 2-D array becomes single-pixel patches; anything but square patches of rank 4
+    is refused with a message naming ``name``.
+    """
     if X.ndim == 2 and allow_2d:
-        if X.shape[1] == 0:
-            raise ValueError(
-                f"{name} has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
-        X = X[:, :, None, None]
-    if X.ndim == 1:
-        raise ValueError(
-            f"{name} is 1-D with shape {X.shape}; patch arrays (n_samples, n_bands, P, P) are "
-            "expected. Reshape your data, e.g. with X.reshape(1, -1) for a single pixel's bands.")
+        return X[:, :, None, None]
     if X.ndim != 4:
-        expected = "(n_samples, n_bands, P, P)"
-        if allow_2d:
-            expected += " or (n_samples, n_bands)"
-        raise ValueError(
-            f"{name} must be a patch array of shape {expected}; got an array of rank "
-            f"{X.ndim} with shape {X.shape}."
-        )
+        expected = "(n_samples, n_bands, P, P)" + (" or (n_samples, n_bands)" if allow_2d else "")
+        raise ValueError(f"{name} must be a patch array of shape {expected}; got an array of rank "
+                         f"{X.ndim} with shape {X.shape}.")
     if X.shape[2] != X.shape[3]:
         raise ValueError(f"{name} patches must be square (P x P); got spatial shape {X.shape[2:]}.")
-    if X.shape[0] == 0:
-        raise ValueError(f"{name} has 0 samples; at least 1 is required. Got shape {X.shape}.")
-    if X.shape[1] == 0:
-        raise ValueError(f"{name} has 0 bands (features); at least 1 is required. Got shape {X.shape}.")
-    if X.shape[2] == 0:
-        raise ValueError(f"{name} patches are 0 x 0 pixels; at least 1 x 1 is required. "
-                         f"Got shape {X.shape}.")
-    X = X.astype(dtype, copy=False)
-    # A float64 sum is NaN/inf iff X holds one (or overflows): no X-sized temporary.
-    if not np.isfinite(np.sum(X, dtype=np.float64)) and not np.isfinite(X).all():
-        n_bad = int(np.size(X) - np.isfinite(X).sum())
-        raise ValueError(
-            f"{name} contains NaN or infinity ({n_bad} values); fill or mask them before fitting, "
-            "e.g. with np.nan_to_num or by dropping those samples."
-        )
+    if 0 in X.shape[1:]:
+        raise ValueError(f"{name} has an empty axis (shape {X.shape}); at least 1 band and "
+                         "1 x 1 pixel are required.")
     return X
 
 

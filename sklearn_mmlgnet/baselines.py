@@ -16,7 +16,9 @@ split is never seen, so the rows stay honest when compared with MMLGNet.
   Pass ``groups`` to ``fit`` with a grouped splitter (crowns, plots), or build
   spatially blocked folds from the training pixels' coordinates with
   ``inner_cv(rows=..., cols=...)``: random folds of overlapping patches are
-  optimistic and favour settings that overfit.
+  optimistic and favour settings that overfit. Every spatial fold trains on
+  every class; where the blocks cannot give that, the search runs on the folds
+  of a plain stratified search instead (with a warning).
 * Searches on more than ``max_search_samples`` pixels score each candidate on
   a stratified subsample of every fold (at most that many pixels to train on
   and as many to validate on); the refit uses every training pixel.
@@ -68,8 +70,8 @@ SVM_GRID = {"C": (1.0, 10.0, 100.0, 1e3, 1e4, 1e5),
             "gamma": (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)}
 #: Logistic-regression grid (inverse L2 strength on standardised features): 6 decades.
 LOGREG_GRID = {"C": (0.01, 0.1, 1.0, 10.0, 100.0, 1e3)}
-#: Iterations of its L-BFGS solver: C = 1000 on 2,000 pixels of IDTReeS's 370 correlated
-#: bands converges in about 3,400.
+#: Iterations of its L-BFGS solver: enough for the weakest penalty of the grid on a few
+#: thousand pixels of a few hundred correlated bands.
 LOGREG_MAX_ITER = 5000
 #: KNN grid (on standardised features).
 KNN_GRID = {"n_neighbors": (1, 3, 5, 9, 15, 25)}
@@ -185,54 +187,58 @@ class SubsampledCV:
 
 
 class _InnerSpatialBlockKFold(SpatialBlockKFold):
-    """SpatialBlockKFold for an inner search: degenerate folds give way instead of stopping it.
+    """SpatialBlockKFold for an inner search, with a fallback decided before the search.
 
-    On a small training area the blocks and their buffers can leave a fold
-    without a class, or with one class or no pixel at all to train on. In an
-    inner search such folds are dropped (with a warning) rather than stopping
-    the benchmark; a fold missing some class costs every candidate alike and is
-    kept. Fewer than two usable folds: shuffled stratified folds instead, with a
-    warning that they are optimistic for overlapping patches.
+    Every fold must train on every class of ``y`` (and on some pixel). When the
+    blocks cannot give that (a rare class in one or two blocks, a small training
+    area that the buffers eat up, fewer blocks than folds), the search runs on
+    shuffled stratified folds instead, with a UserWarning: the same folds as a plain
+    stratified search, so the choice is that search's. ``fallback_reason_`` holds why
+    (None while the spatial folds are used), for :func:`describe_search`.
     """
 
+    fallback_reason_ = None
+
     def _splits(self, X, y, groups):
+        y = None if y is None else np.asarray(y)
+        self._check_lengths(X, y)  # a wrong X or y is the caller's error, not a fallback
         try:
             splits = list(super().split(X, y, groups))
-        except ValueError as exc:
-            if not self.min_train or "min_train" not in str(exc):
-                raise
-            warnings.warn(f"inner CV: {exc} Falling back to min_train=0 for the inner folds.",
-                          UserWarning, stacklevel=3)
-            splits = list(SpatialBlockKFold(self.rows, self.cols, self.n_splits, self.block_size,
-                                            self.patch_size, min_train=0,
-                                            random_state=self.random_state).split(X, y, groups))
-        y = None if y is None else np.asarray(y)
-        usable = [(tr, te) for tr, te in splits if len(tr) and len(te)
-                  and (y is None or len(np.unique(y[tr])) >= 2)]
-        if len(usable) < len(splits):
-            warnings.warn(
-                f"inner CV: {len(splits) - len(usable)} of {len(splits)} spatial folds dropped: "
-                f"once the {self.patch_size} px buffer around their validation blocks is removed "
-                "they train on one class or none. Larger training areas or a larger block_size "
-                "avoid this.", UserWarning, stacklevel=3)
-        if len(usable) >= 2:
-            return usable
+            n_classes = None if y is None else len(np.unique(y))
+            lacking = [k for k, (tr, te) in enumerate(splits)
+                       if not len(tr) or not len(te)
+                       or (y is not None and len(np.unique(y[tr])) < n_classes)]
+            reason = (None if not lacking else
+                      f"{len(lacking)} of {len(splits)} spatial folds would train without some "
+                      f"class (or any pixel) once the {self.patch_size} px buffer around their "
+                      "validation blocks is removed.")
+        except ValueError as exc:  # more folds than blocks; a class the blocks cannot spread
+            reason = str(exc)
+        self.fallback_reason_ = reason
+        if reason is None:
+            return splits
         warnings.warn(
-            "inner CV: fewer than 2 usable spatial folds; using shuffled stratified folds, which "
-            "are optimistic where training patches overlap.", UserWarning, stacklevel=3)
-        folds = KFold if y is None else StratifiedKFold
-        return list(folds(self.n_splits, shuffle=True, random_state=self.random_state)
-                    .split(np.zeros((len(self.rows), 1)), y))
+            f"inner CV: {reason} Using {self.n_splits} shuffled stratified folds instead (as a "
+            "plain stratified search would); they are optimistic where training patches overlap.",
+            UserWarning, stacklevel=3)
+        return list(_stratified_folds(y, len(self.rows), self.n_splits, self.random_state))
 
     def split(self, X=None, y=None, groups=None):
         yield from self._splits(X, y, groups)
 
-    def get_n_splits(self, X=None, y=None, groups=None):
-        if X is None and y is None:
-            return self.n_splits
-        with warnings.catch_warnings():  # split() warns; GridSearchCV calls both
-            warnings.simplefilter("ignore", UserWarning)
-            return len(self._splits(X, y, groups))
+
+def _stratified_folds(y, n_samples, n_splits, random_state):
+    """Shuffled stratified folds; a class of one sample trains in every fold (never validated)."""
+    if y is None:
+        yield from KFold(n_splits, shuffle=True, random_state=random_state).split(
+            np.zeros((n_samples, 1)))
+        return
+    classes, counts = np.unique(y, return_counts=True)
+    single = np.isin(y, classes[counts < 2])
+    rest, always = np.flatnonzero(~single), np.flatnonzero(single)
+    folds = StratifiedKFold(n_splits, shuffle=True, random_state=random_state)
+    for tr, te in folds.split(rest, y[rest]):
+        yield np.sort(np.concatenate([rest[tr], always])), rest[te]
 
 
 def inner_cv(n_splits=INNER_N_SPLITS, *, rows=None, cols=None, grouped=False, patch_size=11,
@@ -242,20 +248,25 @@ def inner_cv(n_splits=INNER_N_SPLITS, *, rows=None, cols=None, grouped=False, pa
     Parameters
     ----------
     n_splits : int, default=3
+        Number of inner folds.
     rows, cols : array-like of int, optional
         Scene coordinates of the training pixels, in the order of X: spatially
         blocked folds (:class:`~sklearn_mmlgnet.model_selection.SpatialBlockKFold`)
-        whose training patches never overlap a validation patch. Every fold
-        trains on each class where the blocks allow; where they do not, a
-        UserWarning says so and that fold goes without the class. Folds left
-        with one class or no pixel to train on are dropped (with a warning);
-        with fewer than two usable folds, shuffled stratified folds are used
-        (with a warning).
+        whose training patches never overlap a validation patch, and in which
+        every fold trains on every class. Where the blocks cannot give that (a
+        rare class in one block, a training area the buffers eat up), the search
+        runs on shuffled stratified folds instead, the folds of a plain
+        stratified search, with a UserWarning; the choice is made when the folds
+        are drawn, before any candidate is fitted. In those, a class with a
+        single training pixel trains in every fold.
     grouped : bool, default=False
         Stratified group folds: pass ``groups`` (crown or plot ids) to ``fit``.
-    patch_size, block_size : int
-        For the spatial folds: the buffer (the patch side) and the block side.
+    patch_size : int, default=11
+        For the spatial folds: the buffer, the side of the patches.
+    block_size : int, default=32
+        For the spatial folds: the side of the blocks.
     random_state : int, RandomState or None
+        Deals the blocks to folds, or shuffles the stratified folds.
 
     Returns
     -------
@@ -426,6 +437,16 @@ def _cv_name(cv):
 def describe_search(estimator):
     """One line naming the grid and the inner CV of a tuned baseline, for a table header.
 
+    Parameters
+    ----------
+    estimator : TunedPipeline or GridSearchCV
+        A tuned baseline, fitted or not; once fitted, the line says when spatial
+        inner folds gave way to stratified ones.
+
+    Returns
+    -------
+    line : str
+
     Examples
     --------
     >>> import textwrap
@@ -442,6 +463,8 @@ def describe_search(estimator):
     cap = getattr(search.cv, "max_samples", None)
     cap = (f"; candidates scored on at most {cap} pixels per fold, best refitted on all"
            if cap is not None else "")
+    if getattr(getattr(search.cv, "cv", search.cv), "fallback_reason_", None):
+        cap += "; the blocks could not train every class in every fold: stratified folds used"
     return (f"{type(clf).__name__} tuned by inner CV on the training pixels "
             f"({_cv_name(search.cv)}{cap}): {grid}")
 

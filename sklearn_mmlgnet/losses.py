@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from skorch.callbacks import Callback
 from torch import nn
+
+from ._validation import check_real
 
 
 def symmetric_contrastive_loss(logits, y, label_smoothing=0.0, class_weight=None):
@@ -58,8 +59,8 @@ def symmetric_contrastive_loss(logits, y, label_smoothing=0.0, class_weight=None
 
 
 def self_distillation_loss(final_logits, aux_logits, y, *, temperature=5.0, aux_ce_weight=0.8,
-                           distill_weight=0.1, label_smoothing=0.0, reduction="sum"):
-    """The SDHSI-Net auxiliary terms: ``a * sum CE(aux) + b * sum KL(p || q_k) * T^2``.
+                           distill_weight=0.1, label_smoothing=0.0):
+    """The SDHSI-Net auxiliary terms: ``mean_k [a * CE(aux_k) + b * KL(p || q_k) * T^2]``.
 
     ``p = softmax(final / T)`` is the teacher, ``q_k = softmax(aux_k / T)`` a student:
     the KL is taken from the student to the teacher, ``KL(teacher || student) =
@@ -79,10 +80,9 @@ def self_distillation_loss(final_logits, aux_logits, y, *, temperature=5.0, aux_
         ``a >= 0`` and ``b >= 0``.
     label_smoothing : float, default=0.0
         Smoothing of the students' cross-entropy terms (as in the main loss).
-    reduction : {"sum", "mean"}, default="sum"
-        How the students' terms are combined: summed (the SDHSI paper's form, whose
-        weight against the final head's loss grows with the number of students), or
-        averaged, so the students together weigh ``a + b * T^2`` whatever their number.
+
+    The students' terms are averaged, so together they weigh ``a + b * T^2``
+    against the final head's loss whatever their number (the SDHSI paper sums them).
 
     Examples
     --------
@@ -94,11 +94,9 @@ def self_distillation_loss(final_logits, aux_logits, y, *, temperature=5.0, aux_
     >>> round(float(self_distillation_loss(final, aux, y)), 4)
     0.0389
     >>> # two students averaged weigh as one
-    >>> round(float(self_distillation_loss(final, aux * 2, y, reduction="mean")), 4)
+    >>> round(float(self_distillation_loss(final, aux * 2, y)), 4)
     0.0389
     """
-    if reduction not in ("sum", "mean"):
-        raise ValueError(f"reduction must be 'sum' or 'mean'; got {reduction!r}.")
     T = float(temperature)
     teacher = F.softmax(final_logits.detach() / T, dim=1)
     total = final_logits.new_zeros(())
@@ -106,9 +104,7 @@ def self_distillation_loss(final_logits, aux_logits, y, *, temperature=5.0, aux_
         ce = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
         kl = F.kl_div(F.log_softmax(logits / T, dim=1), teacher, reduction="batchmean")
         total = total + aux_ce_weight * ce + distill_weight * kl * T * T
-    if reduction == "mean" and len(aux_logits):
-        total = total / len(aux_logits)
-    return total
+    return total / max(1, len(aux_logits))
 
 
 class ContrastiveCriterion(nn.Module):
@@ -127,23 +123,18 @@ class ContrastiveCriterion(nn.Module):
         Smoothing ``eps`` in [0, 1) of every cross-entropy term against the labels:
         the whole loss for ``"image_to_text"`` and ``"cross_entropy"``, the
         image->text term of ``"symmetric"``, and the students' terms.
-    student_reduction : {"sum", "mean"}, default="sum"
-        ``reduction`` of :func:`self_distillation_loss`.
     class_weight : array-like of shape (n_classes,), optional
         Per-class weights of the main loss's cross-entropy against the labels (the
         image->text term of ``"symmetric"``, the whole loss otherwise); the students'
         terms are not weighted. A buffer: it follows the criterion's device.
-
-    Attributes
-    ----------
-    student_scale : float
-        Factor on the students' terms, 1 unless :class:`DistillationWarmup` ramps it.
     """
 
     def __init__(self, loss="symmetric", distill=False, distill_temperature=5.0,
-                 aux_ce_weight=0.8, distill_weight=0.1, label_smoothing=0.0,
-                 student_reduction="sum", class_weight=None):
+                 aux_ce_weight=0.8, distill_weight=0.1, label_smoothing=0.0, class_weight=None):
         super().__init__()
+        check_real(distill_temperature, "criterion__distill_temperature", low=0, low_inclusive=False)
+        check_real(aux_ce_weight, "criterion__aux_ce_weight", low=0)
+        check_real(distill_weight, "criterion__distill_weight", low=0)
         self.register_buffer(
             "class_weight", None if class_weight is None
             else torch.as_tensor(class_weight, dtype=torch.float32))
@@ -153,17 +144,8 @@ class ContrastiveCriterion(nn.Module):
         self.aux_ce_weight = aux_ce_weight
         self.distill_weight = distill_weight
         self.label_smoothing = label_smoothing
-        self.student_reduction = student_reduction
-        self.student_scale = 1.0
 
     def forward(self, y_pred, y):
-        if isinstance(y, dict):  # a mixup batch (augment.MixupCollate): blend the two losses
-            lam = y["lam"]
-            return (lam * self._loss(y_pred, y["y"])
-                    + (1 - lam) * self._loss(y_pred, y["y_mix"]))
-        return self._loss(y_pred, y)
-
-    def _loss(self, y_pred, y):
         aux = []
         if isinstance(y_pred, tuple):
             y_pred, aux = y_pred
@@ -173,50 +155,9 @@ class ContrastiveCriterion(nn.Module):
         else:  # "image_to_text" and "cross_entropy" are both CE over class logits
             main = F.cross_entropy(y_pred, y, weight=self.class_weight,
                                    label_smoothing=self.label_smoothing)
-        if self.distill and aux and self.student_scale > 0:
-            main = main + self.student_scale * self_distillation_loss(
+        if self.distill and aux:
+            main = main + self_distillation_loss(
                 y_pred, aux, y, temperature=self.distill_temperature,
                 aux_ce_weight=self.aux_ce_weight, distill_weight=self.distill_weight,
-                label_smoothing=self.label_smoothing, reduction=self.student_reduction)
+                label_smoothing=self.label_smoothing)
         return main
-
-
-class DistillationWarmup(Callback):
-    """skorch callback: ramp the students' terms from 0 to full weight over the first epochs.
-
-    Self-distillation assumes a teacher better than its students; at the start of a
-    fit the final head knows nothing yet, and the students' gradients would decide
-    what the shared backbone learns. In epoch ``e`` (counted from 0 within each
-    ``fit`` / ``partial_fit``) the criterion's ``student_scale`` is
-    ``min(1, e / (fraction * max_epochs))``: 0 in the first epoch, 1 from
-    ``fraction * max_epochs`` on.
-
-    Parameters
-    ----------
-    fraction : float
-        Part of each fit's epochs the ramp takes, in [0, 1]; 0 switches it off.
-
-    Examples
-    --------
-    >>> DistillationWarmup(0.5).scale(epoch=5, max_epochs=20)
-    0.5
-    """
-
-    def __init__(self, fraction):
-        self.fraction = fraction
-
-    def scale(self, epoch, max_epochs):
-        """The factor of epoch ``epoch`` (from 0) of a fit of ``max_epochs`` epochs."""
-        ramp = float(self.fraction) * max_epochs
-        return 1.0 if ramp <= 0 else min(1.0, epoch / ramp)
-
-    def on_train_begin(self, net, **kwargs):
-        self.first_epoch_ = len(net.history)
-
-    def on_epoch_begin(self, net, **kwargs):
-        # skorch's own on_epoch_begin has already added this epoch to the history
-        epoch = len(net.history) - 1 - self.first_epoch_
-        net.criterion_.student_scale = self.scale(epoch, net.max_epochs)
-
-    def on_train_end(self, net, **kwargs):
-        net.criterion_.student_scale = 1.0  # a loss computed outside fit is the full one

@@ -25,6 +25,7 @@ from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
     cohen_kappa_score,
+    f1_score,
     make_scorer,
     recall_score,
 )
@@ -52,7 +53,6 @@ def _expected_cases():
         warnings.filterwarnings("ignore", "A single label was found", UserWarning)
         warnings.filterwarnings("ignore", category=UndefinedMetricWarning)
         yield
-
 
 
 def overall_accuracy(y_true, y_pred):
@@ -244,8 +244,6 @@ def crown_scores(y_true, proba, groups, classes=None):
     >>> s["n_crowns"], round(s["accuracy"], 4), round(s["macro_f1"], 4), s["y_pred"].tolist()
     (3, 0.6667, 0.6667, [1, 1, 2])
     """
-    from sklearn.metrics import accuracy_score, f1_score
-
     y_true = np.asarray(y_true)
     proba = np.asarray(proba, dtype=np.float64)
     groups = np.asarray(groups)

@@ -280,13 +280,16 @@ class SpatialBlockKFold:
     def get_n_splits(self, X=None, y=None, groups=None):
         return self.n_splits
 
+    def _check_lengths(self, X, y):
+        n = len(self.rows)
+        for name, a in (("X", X), ("y", y)):
+            if a is not None and len(a) != n:
+                raise ValueError(f"{name} has {len(a)} samples but rows/cols give {n} coordinates.")
+
     def split(self, X=None, y=None, groups=None):
         rows = np.asarray(self.rows, dtype=np.intp)
         cols = np.asarray(self.cols, dtype=np.intp)
-        if X is not None and len(X) != len(rows):
-            raise ValueError(f"X has {len(X)} samples but rows/cols give {len(rows)} coordinates.")
-        if y is not None and len(y) != len(rows):
-            raise ValueError(f"y has {len(y)} samples but rows/cols give {len(rows)} coordinates.")
+        self._check_lengths(X, y)
         min_train = _check_min_train(self.min_train)
         shape = (rows.max() + 1, cols.max() + 1)
         blocks = _block_ids(shape, self.block_size)[rows, cols]

@@ -1,4 +1,4 @@
-"""Patch extraction from co-registered HSI + LiDAR scenes, and full-scene prediction.
+"""Patch extraction from co-registered HSI + LiDAR scenes.
 
 Scenes are channel-last arrays: ``hsi`` of shape (H, W, B) and ``lidar`` of shape
 (H, W, L) (or (H, W) for one raster). Patches come out channel-first, HSI bands
@@ -9,16 +9,25 @@ patch through border-aware index maps, and :func:`iter_scene_patches` walks the
 scene in blocks of rows, padding only that block and cutting it with
 :func:`numpy.lib.stride_tricks.sliding_window_view` (a zero-copy window view), so
 a batch costs only its own memory whatever the scene size.
+
+The scene checks and the border rule (:func:`check_scene`, :func:`border_index`,
+...) are public: the dense path (:mod:`sklearn_mmlgnet.dense`) reads a scene by the
+same rules, so a pixel's dense answer is its patch's answer. Whole-scene prediction
+lives in :mod:`sklearn_mmlgnet.prediction`.
 """
 
 from __future__ import annotations
 
 import numbers
-import sys
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+__all__ = ["PAD_MODES", "border_index", "check_bands", "check_mask", "check_pad_mode",
+           "check_scene", "check_scene_patch_size", "extract_patches", "iter_scene_patches",
+           "labelled_patches"]
+
+#: Border rules of :func:`extract_patches` (as :func:`numpy.pad`'s modes).
 PAD_MODES = ("reflect", "symmetric", "edge", "constant")
 
 
@@ -30,7 +39,28 @@ def _check_raster(values, name):
     return values
 
 
-def _check_scene(hsi, lidar):
+def check_scene(hsi, lidar):
+    """A scene's rasters as two channel-last cubes, else an error naming the bad one.
+
+    Parameters
+    ----------
+    hsi : array-like of shape (H, W, B)
+    lidar : array-like of shape (H, W, L) or (H, W), or None
+        None (or L = 0) for a scene without LiDAR.
+
+    Returns
+    -------
+    hsi : ndarray of shape (H, W, B)
+    lidar : ndarray of shape (H, W, L)
+        (H, W, 0) when ``lidar`` is None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> hsi, lidar = check_scene(np.zeros((4, 5, 3)), np.zeros((4, 5)))
+    >>> lidar.shape
+    (4, 5, 1)
+    """
     hsi = _check_raster(hsi, "hsi")
     if hsi.ndim != 3:
         raise ValueError(f"hsi must be a cube of shape (H, W, B); got shape {hsi.shape}.")
@@ -60,8 +90,29 @@ def _check_coords(values, name):
     return values.astype(np.intp).ravel()
 
 
-def _check_patch_size(patch_size, shape):
-    if not isinstance(patch_size, numbers.Integral) or patch_size < 1 or patch_size % 2 == 0:
+def check_scene_patch_size(patch_size, shape):
+    """``patch_size`` as an int if it is odd and can be padded on an H x W scene.
+
+    The border rules mirror at most ``min(H, W) - 1`` pixels, so a patch is at most
+    ``2 * min(H, W) - 1`` wide.
+
+    Parameters
+    ----------
+    patch_size : int
+    shape : (int, int)
+        The scene's (H, W).
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> check_scene_patch_size(5, (10, 12))
+    5
+    """
+    if (not isinstance(patch_size, numbers.Integral) or isinstance(patch_size, (bool, np.bool_))
+            or patch_size < 1 or patch_size % 2 == 0):
         raise ValueError(f"patch_size must be an odd positive int; got {patch_size!r}.")
     if patch_size > 2 * min(shape) - 1:
         raise ValueError(
@@ -70,16 +121,98 @@ def _check_patch_size(patch_size, shape):
     return int(patch_size)
 
 
-def _check_pad_mode(pad_mode):
-    if pad_mode not in PAD_MODES:
+def check_pad_mode(pad_mode):
+    """``pad_mode`` if it is one of :data:`PAD_MODES`, else a ValueError naming it.
+
+    Examples
+    --------
+    >>> check_pad_mode("edge")
+    'edge'
+    """
+    if not (isinstance(pad_mode, str) and pad_mode in PAD_MODES):
         raise ValueError(f"pad_mode must be one of {PAD_MODES}; got {pad_mode!r}.")
     return pad_mode
 
 
-def _border_index(idx, n, mode):
-    """Map indices that may fall outside [0, n) back inside, as np.pad's modes do.
+def check_mask(mask, shape):
+    """``mask`` as a bool array of the scene's shape, or None.
 
-    Returns (index, valid); ``valid`` is False where ``mode="constant"`` pads zeros.
+    Examples
+    --------
+    >>> check_mask([[1, 0]], (1, 2))
+    array([[ True, False]])
+    """
+    if mask is None:
+        return None
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != tuple(shape):
+        raise ValueError(f"mask must have the scene's shape {tuple(shape)}; got {mask.shape}.")
+    return mask
+
+
+def check_bands(bands, n_bands):
+    """Scene band indices selected by ``bands``, or None for all of them.
+
+    Parameters
+    ----------
+    bands : slice, sequence of int, bool mask of length ``n_bands``, or None
+        Bands of the scene, HSI then LiDAR, in the order a model takes them.
+    n_bands : int
+        Bands of the scene (HSI and LiDAR).
+
+    Returns
+    -------
+    ndarray of int or None
+
+    Examples
+    --------
+    >>> check_bands(slice(0, 3), 5)
+    array([0, 1, 2])
+    >>> check_bands([-1, 0], 5)
+    array([4, 0])
+    """
+    if bands is None:
+        return None
+    if isinstance(bands, slice):
+        return np.arange(n_bands)[bands]
+    idx = np.asarray(bands)
+    if idx.dtype == bool:
+        if idx.shape != (n_bands,):
+            raise ValueError(
+                f"bands as a boolean mask must have one entry per scene band ({n_bands}); "
+                f"got shape {idx.shape}.")
+        return np.flatnonzero(idx)
+    if idx.ndim != 1 or idx.size == 0 or idx.dtype.kind not in "iu":
+        raise ValueError(f"bands must be a slice, a non-empty sequence of ints or a boolean mask; "
+                         f"got {bands!r}.")
+    if idx.min() < -n_bands or idx.max() >= n_bands:
+        raise ValueError(f"bands must index the scene's {n_bands} bands (HSI then LiDAR); "
+                         f"got {bands!r}.")
+    return idx % n_bands
+
+
+def border_index(idx, n, mode):
+    """Map indices that may fall outside [0, n) back inside, as :func:`numpy.pad`'s modes do.
+
+    Parameters
+    ----------
+    idx : array-like of int
+        Indices along an axis of length ``n``, possibly beyond its ends.
+    n : int
+        Length of the axis.
+    mode : {"reflect", "symmetric", "edge", "constant"}
+
+    Returns
+    -------
+    index : ndarray of int
+        Indices inside [0, n).
+    valid : ndarray of bool
+        False where ``mode="constant"`` pads zeros (outside the axis).
+
+    Examples
+    --------
+    >>> border_index([-2, -1, 0, 3, 4], 4, "reflect")[0]
+    array([2, 1, 0, 3, 2])
     """
     idx = np.asarray(idx)
     valid = (idx >= 0) & (idx < n)
@@ -120,10 +253,10 @@ def extract_patches(hsi, lidar, rows, cols, patch_size=11, pad_mode="reflect"):
     >>> extract_patches(hsi, lidar, [0, 2], [0, 3], patch_size=3).shape
     (2, 3, 3, 3)
     """
-    hsi, lidar = _check_scene(hsi, lidar)
+    hsi, lidar = check_scene(hsi, lidar)
     H, W = hsi.shape[:2]
-    P = _check_patch_size(patch_size, (H, W))
-    _check_pad_mode(pad_mode)
+    P = check_scene_patch_size(patch_size, (H, W))
+    check_pad_mode(pad_mode)
     rows = _check_coords(rows, "rows")
     cols = _check_coords(cols, "cols")
     if rows.shape != cols.shape:
@@ -131,8 +264,8 @@ def extract_patches(hsi, lidar, rows, cols, patch_size=11, pad_mode="reflect"):
     if rows.size and (rows.min() < 0 or rows.max() >= H or cols.min() < 0 or cols.max() >= W):
         raise ValueError(f"rows/cols must lie inside the {H} x {W} scene.")
     offsets = np.arange(P) - P // 2
-    ri, rv = _border_index(rows[:, None] + offsets, H, pad_mode)  # (n, P)
-    ci, cv = _border_index(cols[:, None] + offsets, W, pad_mode)
+    ri, rv = border_index(rows[:, None] + offsets, H, pad_mode)  # (n, P)
+    ci, cv = border_index(cols[:, None] + offsets, W, pad_mode)
     parts = []
     for cube in (hsi, lidar):
         if cube.shape[2]:
@@ -172,25 +305,22 @@ def iter_scene_patches(hsi, lidar, patch_size=11, batch_size=1024, pad_mode="ref
     >>> sum(len(r) for r, c, p in iter_scene_patches(hsi, lidar, 5, batch_size=16))
     80
     """
-    hsi, lidar = _check_scene(hsi, lidar)
+    hsi, lidar = check_scene(hsi, lidar)
     H, W = hsi.shape[:2]
-    P = _check_patch_size(patch_size, (H, W))
-    _check_pad_mode(pad_mode)
-    if mask is not None:
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != (H, W):
-            raise ValueError(f"mask must have the scene's shape {(H, W)}; got {mask.shape}.")
+    P = check_scene_patch_size(patch_size, (H, W))
+    check_pad_mode(pad_mode)
+    mask = check_mask(mask, (H, W))
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
     h = P // 2
     rows_per_block = max(1, batch_size // W)
-    col_idx, col_valid = _border_index(np.arange(-h, W + h), W, pad_mode)
+    col_idx, col_valid = border_index(np.arange(-h, W + h), W, pad_mode)
     for r0 in range(0, H, rows_per_block):
         r1 = min(H, r0 + rows_per_block)
         block_mask = np.ones((r1 - r0, W), bool) if mask is None else mask[r0:r1]
         if not block_mask.any():
             continue
-        row_idx, row_valid = _border_index(np.arange(r0 - h, r1 + h), H, pad_mode)
+        row_idx, row_valid = border_index(np.arange(r0 - h, r1 + h), H, pad_mode)
         # Only this block of rows (plus its margins) is padded and stacked.
         slab = np.concatenate(
             [c[row_idx][:, col_idx].astype(np.float32, copy=False) for c in (hsi, lidar) if c.shape[2]],
@@ -202,173 +332,6 @@ def iter_scene_patches(hsi, lidar, patch_size=11, batch_size=1024, pad_mode="ref
         for start in range(0, len(br), batch_size):
             r, c = br[start:start + batch_size], bc[start:start + batch_size]
             yield r + r0, c, np.ascontiguousarray(windows[r, c])
-
-
-METHODS = ("auto", "dense", "patches")
-
-
-def _choose_method(method, estimator, patch_size, transform):
-    """"dense" or "patches": the path :func:`predict_scene` takes."""
-    from .dense import DenseNotSupportedError, dense_support, supports_dense
-
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
-    if method == "patches":
-        return method
-    if transform is not None:
-        if method == "dense":
-            raise DenseNotSupportedError(
-                "method='dense' cannot apply transform=, an arbitrary function of patch arrays; "
-                "select bands with bands= and put band-wise transformers in a Pipeline, or use "
-                "method='patches'.")
-        return "patches"
-    if method == "dense":
-        dense_support(estimator, patch_size)  # raises, saying why
-        return method
-    return "dense" if supports_dense(estimator, patch_size) else "patches"
-
-
-def _fill_scene(out, estimator, hsi, lidar, patch_size, batch_size, pad_mode, mask, transform,
-                bands, method, tile_size, autocast, progress, proba):
-    """Write labels (or probabilities) of the scene's (masked) pixels into ``out``."""
-    from tqdm.auto import tqdm
-
-    from .dense import _check_bands, dense_support, iter_dense_proba
-
-    hsi, lidar = _check_scene(hsi, lidar)
-    H, W = hsi.shape[:2]
-    method = _choose_method(method, estimator, patch_size, transform)
-    if mask is not None:
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != (H, W):
-            raise ValueError(f"mask must have the scene's shape {(H, W)}; got {mask.shape}.")
-    if progress is None:  # on for long scenes, and only where someone watches
-        n = H * W if mask is None else int(mask.sum())
-        progress = n >= 250_000 and sys.stderr.isatty()
-    if method == "dense":
-        classes = dense_support(estimator, patch_size)[1].classes_
-        for r0, c0, p in iter_dense_proba(estimator, hsi, lidar, patch_size, pad_mode, mask, bands,
-                                          tile_size, autocast, progress):
-            R, C = p.shape[:2]
-            values = p if proba else classes[p.argmax(axis=-1)]
-            view = out[r0:r0 + R, c0:c0 + C]
-            if mask is None:
-                view[...] = values
-            else:
-                keep = mask[r0:r0 + R, c0:c0 + C]
-                view[keep] = values[keep]
-        return out
-    band_idx = _check_bands(bands, hsi.shape[2] + lidar.shape[2])
-    with tqdm(total=H * W if mask is None else int(mask.sum()), desc="patch prediction",
-              unit="px", unit_scale=True, disable=not progress, file=sys.stderr) as bar:
-        for r, c, patches in iter_scene_patches(hsi, lidar, patch_size, batch_size, pad_mode, mask):
-            if band_idx is not None:
-                patches = patches[:, band_idx]
-            if transform is not None:
-                patches = transform(patches)
-            out[r, c] = estimator.predict_proba(patches) if proba else estimator.predict(patches)
-            bar.update(len(r))
-    return out
-
-
-def predict_scene(estimator, hsi, lidar, patch_size=11, batch_size=1024, pad_mode="reflect",
-                  mask=None, fill_value=0, transform=None, *, bands=None, method="auto",
-                  tile_size=None, autocast=False, progress=None):
-    """Classify every pixel (or every masked pixel) of a scene in bounded memory.
-
-    Two paths give the same labels. ``"patches"`` cuts every pixel's patch and
-    calls ``estimator.predict`` batch by batch: it works for any classifier of
-    patch arrays. ``"dense"`` runs the network's convolutions once over the scene,
-    tile by tile, and reads every pixel's answer off the dense feature maps
-    (:mod:`sklearn_mmlgnet.dense`): exact, and tens of times faster.
-
-    Parameters
-    ----------
-    estimator : fitted classifier
-        Anything with ``predict`` on patch arrays (an MMLGNet classifier, or a
-        Pipeline such as ``CenterPixel() + SVC()``).
-    hsi, lidar, patch_size, batch_size, pad_mode, mask
-        As in :func:`iter_scene_patches` (``batch_size`` is for the patch path).
-    fill_value : scalar, default=0
-        Label written where ``mask`` is False.
-    transform : callable, optional
-        Applied to each batch of patches before ``predict`` (e.g. a scaler's
-        ``transform`` fitted outside the estimator). An arbitrary function of
-        patches, so it forces the patch path; prefer ``bands=`` and Pipelines.
-    bands : slice, sequence of int or bool mask, optional
-        The scene bands (HSI then LiDAR) the estimator takes, e.g.
-        ``slice(0, n_hsi)`` for a model fitted on the HSI bands only. Both paths
-        support it (applied before ``transform``).
-    method : {"auto", "dense", "patches"}, default="auto"
-        ``"auto"`` takes the dense path whenever the model supports it (see
-        :func:`~sklearn_mmlgnet.dense.dense_support`: an MMLGNet or SDHSI
-        classifier, alone, after band-wise transformers in a Pipeline, or refitted
-        by a search; fitted patches at least the network's receptive field; no
-        ``transform``) and the patch path otherwise. ``"dense"`` raises
-        :class:`~sklearn_mmlgnet.dense.DenseNotSupportedError` when the model does
-        not support it.
-    tile_size : int or (int, int), optional
-        Dense path: output pixels per tile side; default sized for about 200 MiB.
-    autocast : bool or torch.dtype, default=False
-        Dense path: run the network under bfloat16 autocast (``True``), for GPUs.
-    progress : bool, optional
-        Show a tqdm progress bar; by default shown for scenes of 250,000 pixels
-        or more when stderr is a terminal.
-
-    Returns
-    -------
-    label_map : ndarray of shape (H, W)
-        The predicted labels, with the dtype of ``estimator.classes_``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sklearn_mmlgnet import MMLGNetClassifier
-    >>> from sklearn_mmlgnet.patches import extract_patches
-    >>> rng = np.random.RandomState(0)
-    >>> hsi, lidar = rng.normal(size=(12, 10, 4)), rng.normal(size=(12, 10))
-    >>> rows, cols = np.indices((12, 10)).reshape(2, -1)
-    >>> X = extract_patches(hsi, lidar, rows, cols, patch_size=5)
-    >>> clf = MMLGNetClassifier(text_embeddings=np.eye(2, 3), hsi_channels=(4, 8),
-    ...                         lidar_channels=(2, 4), fusion_dim=8, max_epochs=2,
-    ...                         random_state=0).fit(X, rows % 2)
-    >>> dense = predict_scene(clf, hsi, lidar, patch_size=5, method="dense")
-    >>> bool((dense.ravel() == clf.predict(X)).all())
-    True
-    """
-    hsi, _ = _check_scene(hsi, lidar)
-    classes = getattr(estimator, "classes_", None)
-    dtype = classes.dtype if classes is not None else np.asarray(fill_value).dtype
-    if dtype.kind in "US":  # string labels: room for the longest name
-        dtype = np.result_type(dtype, np.asarray(fill_value).dtype)
-    out = np.full(hsi.shape[:2], fill_value, dtype=dtype)
-    return _fill_scene(out, estimator, hsi, lidar, patch_size, batch_size, pad_mode, mask,
-                       transform, bands, method, tile_size, autocast, progress, proba=False)
-
-
-def predict_scene_proba(estimator, hsi, lidar, patch_size=11, batch_size=1024, pad_mode="reflect",
-                        mask=None, transform=None, *, bands=None, method="auto", tile_size=None,
-                        autocast=False, progress=None):
-    """Class probabilities of every pixel (or every masked pixel) of a scene.
-
-    Parameters
-    ----------
-    estimator : fitted classifier with ``predict_proba``
-    hsi, lidar, patch_size, batch_size, pad_mode, mask, transform, bands, method
-        As in :func:`predict_scene`.
-    tile_size, autocast, progress
-        As in :func:`predict_scene`.
-
-    Returns
-    -------
-    proba : ndarray of shape (H, W, n_classes), float64
-        Columns follow ``estimator.classes_``; NaN where ``mask`` is False.
-    """
-    hsi, _ = _check_scene(hsi, lidar)
-    n_classes = len(estimator.classes_)
-    out = np.full(hsi.shape[:2] + (n_classes,), np.nan)
-    return _fill_scene(out, estimator, hsi, lidar, patch_size, batch_size, pad_mode, mask,
-                       transform, bands, method, tile_size, autocast, progress, proba=True)
 
 
 def labelled_patches(scene, mask, patch_size=11, pad_mode="reflect"):

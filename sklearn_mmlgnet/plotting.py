@@ -32,6 +32,16 @@ def _save(fig, path):
 def class_colors(n_classes):
     """``n_classes`` distinct RGB colours (tab10/tab20), background excluded.
 
+    Parameters
+    ----------
+    n_classes : int
+        Number of colours.
+
+    Returns
+    -------
+    colors : ndarray of shape (n_classes, 3)
+        RGB values in [0, 1]; tab20 repeats after 20 classes.
+
     Examples
     --------
     >>> class_colors(3).shape
@@ -68,6 +78,7 @@ def plot_classification_map(pred_map, gt_map=None, class_names=None, path=None, 
     path : str or Path, optional
         PNG to write; the figure is returned either way.
     title : str, optional
+        Title above the panels.
     background : scalar or None, default=0
         Label drawn black (unlabelled).
     mask_unlabelled : bool, default=False
@@ -120,41 +131,45 @@ def plot_classification_map(pred_map, gt_map=None, class_names=None, path=None, 
 def plot_confusion_matrix(y_true, y_pred, class_names=None, path=None, normalize=True, title=None):
     """Confusion matrix as a heat map (rows: true class; normalised per row by default).
 
+    Drawn by :meth:`sklearn.metrics.ConfusionMatrixDisplay.from_predictions` on a
+    figure of its own (the caller's pyplot figures are left alone).
+
     Parameters
     ----------
     y_true, y_pred : array-like of shape (n_samples,)
+        True and predicted labels.
     class_names : dict, optional
-        ``{label: name}``; fixes the order.
+        ``{label: name}``; fixes the order and the tick labels. Defaults to the labels
+        found in ``y_true`` and ``y_pred``, sorted.
     path : str or Path, optional
-        PNG to write.
+        PNG to write (whole or not at all); the figure is returned either way.
     normalize : bool, default=True
+        Show each row's shares (a true class without samples gives a row of 0)
+        instead of counts.
     title : str, optional
+        Title above the matrix.
 
     Returns
     -------
     fig : matplotlib.figure.Figure
     """
-    from sklearn.metrics import confusion_matrix
+    from sklearn.metrics import ConfusionMatrixDisplay
 
     labels = list(class_names) if class_names else np.unique(np.concatenate(
         [np.asarray(y_true), np.asarray(y_pred)])).tolist()
     names = [str((class_names or {}).get(lab, lab)) for lab in labels]
-    cm = confusion_matrix(y_true, y_pred, labels=labels).astype(float)
-    if normalize:
-        cm = cm / np.clip(cm.sum(1, keepdims=True), 1, None)
     n = len(labels)
     fig = _figure((1.5 + 0.6 * n, 1.2 + 0.6 * n))
     ax = fig.add_subplot(1, 1, 1)
-    im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1 if normalize else None)
-    ax.set_xticks(range(n), names, rotation=45, ha="right")
-    ax.set_yticks(range(n), names)
+    ConfusionMatrixDisplay.from_predictions(
+        y_true, y_pred, labels=labels, normalize="true" if normalize else None,
+        display_labels=names, cmap="Blues", ax=ax, xticks_rotation=45,
+        values_format=".2f" if normalize else "d",
+        im_kw={"vmin": 0, "vmax": 1} if normalize else None, text_kw={"fontsize": 8})
+    for tick in ax.get_xticklabels():
+        tick.set_horizontalalignment("right")
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    for i in range(n):
-        for j in range(n):
-            ax.text(j, i, f"{cm[i, j]:.2f}" if normalize else int(cm[i, j]), ha="center",
-                    va="center", fontsize=8, color="white" if cm[i, j] > 0.5 * cm.max() else "black")
-    fig.colorbar(im, ax=ax)
     if title:
         ax.set_title(title)
     return _save(fig, path)

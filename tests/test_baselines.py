@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.model_selection import GroupKFold, KFold
+from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 from sklearn.utils import Bunch
 
 from sklearn_mmlgnet.baselines import (
@@ -23,8 +23,9 @@ from sklearn_mmlgnet.baselines import (
     tuned_random_forest,
     tuned_svm,
 )
-from sklearn_mmlgnet.model_selection import spatially_disjoint_split
-from sklearn_mmlgnet.patches import labelled_patches, predict_scene
+from sklearn_mmlgnet.model_selection import sample_per_class, spatially_disjoint_split
+from sklearn_mmlgnet.patches import labelled_patches
+from sklearn_mmlgnet.prediction import predict_scene
 from sklearn_mmlgnet.preprocessing import ExtendedMorphologicalProfile
 
 from .conftest import make_patches
@@ -144,7 +145,6 @@ def test_grouped_inner_cv_keeps_groups_apart():
         assert not set(groups[tr]) & set(groups[va]) and len(tr) <= 20 and len(va) <= 20
 
 
-@pytest.mark.filterwarnings("ignore:inner CV. 1 of 3")
 def test_spatial_inner_cv_keeps_training_patches_off_validation_pixels(scene):
     _, ytr, rows, cols = labelled_patches(scene, scene.train_mask, 5)
     cv = SubsampledCV(inner_cv(rows=rows, cols=cols, patch_size=5, block_size=8, random_state=0),
@@ -161,37 +161,84 @@ def test_spatial_inner_cv_keeps_training_patches_off_validation_pixels(scene):
     assert "(3-fold SpatialBlockKFold, 8 px blocks, 5 px buffer;" in describe_search(est)
     with pytest.raises(ValueError, match="rows and cols"):
         inner_cv(rows=rows)
-    # A class in a single block cannot train in every fold: the search warns and goes on.
+    with pytest.raises(ValueError, match="y has 3 samples but rows/cols give"):  # no fallback
+        list(inner_cv(rows=rows, cols=cols, patch_size=5).split(rows, ytr[:3]))
+    assert cv.cv.fallback_reason_ is None
+
+
+def _same_folds(a, b):
+    return len(a) == len(b) and all(np.array_equal(np.sort(tr), np.sort(tr2))
+                                    and np.array_equal(np.sort(va), np.sort(va2))
+                                    for (tr, va), (tr2, va2) in zip(a, b))
+
+
+@pytest.mark.parametrize("case", ["one block", "buffer eats the training area",
+                                  "one block per class", "more folds than blocks"])
+def test_spatial_inner_cv_never_trains_a_fold_without_a_class(case):
+    """Where the blocks cannot train every class in every fold, the stratified folds of a
+    plain search are used, decided before any candidate is fitted."""
     gr, gc = (a.ravel() for a in np.indices((40, 40)))
-    y1 = np.where((gr < 10) & (gc < 10), 2, 1)
-    with pytest.warns(UserWarning, match="class 2 cannot give every fold.*min_train=0"):
-        folds = list(inner_cv(rows=gr, cols=gc, patch_size=3, block_size=10,
-                              random_state=0).split(gr, y1))
-    # the fold that holds class 2 out trains on class 1 alone: dropped, with its own warning
-    assert len(folds) == 2
+    kw = dict(patch_size=3, block_size=10)
+    y = np.where((gr < 10) & (gc < 10), 2, 1)             # class 2 in a single block
+    if case != "one block":
+        gr, gc = (a.ravel() for a in np.indices((10, 30)))  # three 10 px blocks side by side
+        kw = dict(patch_size=11, block_size=10)             # holding the middle one out
+        y = gr % 2 if case != "one block per class" else gc // 10  # leaves nothing to train
+    if case == "more folds than blocks":
+        kw["n_splits"] = 4
+    cv = inner_cv(rows=gr, cols=gc, random_state=0, **kw)
+    with pytest.warns(UserWarning, match="inner CV: .* Using .* shuffled stratified folds"):
+        folds = list(cv.split(gr, y))
+    assert cv.fallback_reason_
+    assert all(set(y[tr]) == set(y) for tr, va in folds)
+    want = list(StratifiedKFold(kw.get("n_splits", 3), shuffle=True, random_state=0)
+                .split(gr, y))
+    assert _same_folds(folds, want)
+    assert cv.get_n_splits(gr, y) == len(folds)  # what GridSearchCV checks against split()
 
 
-@pytest.mark.filterwarnings("ignore:inner CV. class", "ignore:inner CV. 3 of 3")
-def test_spatial_inner_cv_drops_folds_it_cannot_train_and_falls_back():
-    # Three 10 px blocks side by side, buffer 11: holding out the middle one leaves
-    # nothing to train on; the other two folds are usable.
+def test_stratified_fallback_trains_a_single_pixel_class_in_every_fold():
     gr, gc = (a.ravel() for a in np.indices((10, 30)))
     y = gr % 2
+    y[0] = 7                                                   # one pixel of class 7
     cv = inner_cv(rows=gr, cols=gc, patch_size=11, block_size=10, random_state=0)
-    with pytest.warns(UserWarning, match="1 of 3 spatial folds dropped"):
+    with pytest.warns(UserWarning, match="inner CV"):
         folds = list(cv.split(gr, y))
-    assert len(folds) == 2 and all(len(tr) for tr, va in folds)
-    assert cv.get_n_splits(gr, y) == 2  # what GridSearchCV checks against split()
-    # One block per class and fold: no fold can train on two classes -> stratified folds.
-    cv = inner_cv(rows=gr, cols=gc, patch_size=11, block_size=10, random_state=0)
-    with pytest.warns(UserWarning, match="fewer than 2 usable spatial folds"):
-        folds = list(cv.split(gr, gc // 10))
-    assert len(folds) == 3
-    X, _ = make_patches(n_per_class=100, n_classes=3)
-    est = tuned_knn(cv=cv, random_state=0)
-    with pytest.warns(UserWarning, match="fewer than 2 usable"):
-        est.fit(X[:300], gc // 10)
-    assert len(est.cv_results_["split0_test_score"]) == len(KNN_GRID["n_neighbors"])
+    assert len(folds) == 3 and all(0 in tr and 0 not in va for tr, va in folds)
+    assert all(set(y[tr]) == {0, 1, 7} for tr, va in folds)
+    assert sorted(np.concatenate([va for tr, va in folds]).tolist()) == list(range(1, 300))
+
+
+def _rare_class_scene(seed):
+    """48 x 64 px of four 12 x 16 px tile classes and a rare fifth class in one 4 x 4 spot,
+    spectrally close to class 3; 12 training pixels per class, drawn at random."""
+    rng = np.random.RandomState(seed)
+    r, c = np.indices((48, 64))
+    labels = ((r // 12) * 2 + c // 16) % 4 + 1
+    labels[20:24, 40:44] = 5
+    signature = rng.rand(6, 10)
+    signature[5] = signature[2] + 0.15 * rng.rand(10)
+    hsi = (signature[labels] + 0.25 * rng.normal(size=(48, 64, 10))).astype(np.float32)
+    lidar = (labels[..., None] * 0.2 + 0.5 * rng.normal(size=(48, 64, 1))).astype(np.float32)
+    train, test = sample_per_class(labels, n_per_class=12, random_state=seed)
+    return Bunch(hsi=hsi, lidar=lidar, labels=labels, train_mask=train, test_mask=test)
+
+
+def test_spatially_tuned_baseline_on_a_rare_class_does_not_lose_to_a_plain_search():
+    """The rare class lies in one 16 px block: spatial folds cannot all train on it. Before,
+    the folds that held it out were kept and the search chose C = 1000 (test OA 0.77);
+    a plain stratified 3-fold search chooses C = 0.1 (0.91)."""
+    scene = _rare_class_scene(0)
+    Xtr, ytr, rows, cols = labelled_patches(scene, scene.train_mask, 5)
+    Xte, yte, _, _ = labelled_patches(scene, scene.test_mask, 5)
+    cv = inner_cv(rows=rows, cols=cols, patch_size=5, block_size=16, random_state=0)
+    with pytest.warns(UserWarning, match="class 5 cannot give every fold"):
+        est = tuned_logistic_regression(cv=cv, random_state=0).fit(Xtr, ytr)
+    plain = tuned_logistic_regression(cv=StratifiedKFold(3, shuffle=True, random_state=0),
+                                      random_state=0).fit(Xtr, ytr)
+    assert est.best_params_ == plain.best_params_
+    assert (est.predict(Xte) == yte).mean() >= (plain.predict(Xte) == yte).mean() > 0.85
+    assert "stratified folds used" in describe_search(est)
 
 
 # k=25 > 20 pixels: that k scores NaN and is not chosen

@@ -1,4 +1,4 @@
-"""The inner validation the defaults were chosen on never reads a test pixel."""
+"""The lab of the defaults: inner validation never reads a test pixel, and every row builds."""
 
 from __future__ import annotations
 
@@ -57,12 +57,17 @@ def test_idtrees_inner_folds_come_from_the_outer_training_plots_only():
             assert not set(plot_group[index[tr]]) & set(plot_group[index[va]])
 
 
-def test_centre_crop_keeps_the_centre_pixel_at_the_centre():
+def test_rows_crop_the_patches_with_the_packages_center_crop():
+    from sklearn_mmlgnet._validation import center_crop
+
+    pipe = bench_recipe.mmlg_pipeline("jasper_ridge", {1: "tree"}, 5, 0, patch=5)
+    crop = pipe.named_steps["center_crop"]
+    assert crop.func is center_crop and crop.kw_args == {"patch_size": 5}
     X = np.random.RandomState(0).rand(4, 3, 11, 11)
-    for size in (1, 5, 11):
-        C = bench_recipe.centre_crop(X, size)
-        assert C.shape == (4, 3, size, size)
-        np.testing.assert_array_equal(C[:, :, size // 2, size // 2], X[:, :, 5, 5])
+    C = crop.transform(X)
+    assert C.shape == (4, 3, 5, 5)
+    np.testing.assert_array_equal(C[:, :, 2, 2], X[:, :, 5, 5])  # the centre stays the centre
+    assert bench_recipe.IDTREES_PATCH == 7  # the benchmark's rule on 20 x 20 px plots
 
 
 def test_prior_shift_moves_predictions_towards_the_frequent_classes():
@@ -106,7 +111,7 @@ def test_the_classic_rows_search_on_folds_cut_as_the_benchmark_cuts_them(factory
     assert searched(est) == classifier
     cv = est.steps[-1][1].cv  # the search's folds, each candidate on a capped sample
     assert isinstance(cv.cv, StratifiedGroupKFold)  # plots, as the benchmark
-    assert cv.max_samples == SEARCH_SAMPLES["idtrees"]
+    assert cv.max_samples == SEARCH_SAMPLES
     np.testing.assert_array_equal(fit_kw["groups"], tr // 5)
     # Jasper Ridge: too few blocks in an inner-training region, so stratified folds
     est, fit_kw = bench_recipe.classic_search({}, tr, 0, factory)
@@ -117,17 +122,19 @@ def test_the_classic_rows_search_on_folds_cut_as_the_benchmark_cuts_them(factory
 def test_rows_build_the_benchmarks_network_behind_a_centre_crop():
     from sklearn_mmlgnet.benchmark import network_pipeline
 
-    pipe = bench_recipe.mmlg_pipeline("idtrees", {1: "oak"}, 5, 3, patch=5, similarity="dot",
-                                      class_bias=True)
+    pipe = bench_recipe.mmlg_pipeline("idtrees", {1: "oak"}, 5, 3, patch=5,
+                                      module__similarity="dot", module__class_bias=True)
     bench = network_pipeline(dict(n_lidar_bands=1, text_encoder="sentence-transformers",
                                   class_names={1: "oak"}, max_epochs=5, random_state=3,
-                                  similarity="dot"), pca=bench_recipe.BASE_PCA["idtrees"])
-    assert [n for n, _ in pipe.steps] == ["centre_crop"] + [n for n, _ in bench.steps]
-    assert pipe[0].kw_args == {"size": 5}
+                                  module__similarity="dot", module__class_bias=True),
+                             pca=bench_recipe.BASE_PCA["idtrees"])
+    assert [n for n, _ in pipe.steps] == ["center_crop"] + [n for n, _ in bench.steps]
+    assert pipe[0].kw_args == {"patch_size": 5}
     for ours, theirs in zip(pipe.steps[1:], bench.steps):
         assert ours[1].get_params() == theirs[1].get_params()
     # the rows keep the language head of the figures measured before its class bias
-    assert bench_recipe.mmlg_pipeline("idtrees", {1: "oak"}, 5, 3)[-1].class_bias is False
+    assert bench_recipe.mmlg_pipeline("idtrees", {1: "oak"}, 5, 3)[-1].get_params()[
+        "module__class_bias"] is False
 
 
 def test_log_reflectance_turns_illumination_into_an_offset_and_leaves_lidar_alone():
@@ -166,16 +173,17 @@ def test_unit_spectra_rows_build_the_benchmarks_normalised_network():
     from sklearn_mmlgnet.benchmark import network_pipeline
 
     pipe = bench_recipe.mmlg_pipeline("idtrees", {1: "oak"}, 5, 3, spectra="unit",
-                                      class_bias=True)
+                                      module__class_bias=True)
     bench = network_pipeline(dict(n_lidar_bands=1, text_encoder="sentence-transformers",
-                                  class_names={1: "oak"}, max_epochs=5, random_state=3),
+                                  class_names={1: "oak"}, max_epochs=5, random_state=3,
+                                  module__class_bias=True),
                              pca=bench_recipe.BASE_PCA["idtrees"], spectral_norm="l2")
     names = [n for n, _ in bench.steps[1:]]
-    assert [n for n, _ in pipe.steps] == ["centre_crop", "spectra"] + names
+    assert [n for n, _ in pipe.steps] == ["center_crop", "spectra"] + names
     for ours, theirs in zip(pipe.steps[1:], bench.steps):
         assert type(ours[1]) is type(theirs[1]) and ours[1].get_params() == theirs[1].get_params()
     log = bench_recipe.mmlg_pipeline("jasper_ridge", {1: "tree"}, 5, 3, spectra="log")
-    assert [n for n, _ in log.steps][:3] == ["centre_crop", "spectra", "bandstandardscaler"]
+    assert [n for n, _ in log.steps][:3] == ["center_crop", "spectra", "bandstandardscaler"]
     assert log.steps[1][1].kw_args == {"n_lidar": 0}
 
 
@@ -242,3 +250,52 @@ def test_centred_class_embeddings_spread_the_classes_apart(monkeypatch):
     np.testing.assert_allclose(C[2], centred / np.linalg.norm(centred))
     pipe = bench_recipe.mmlg_pipeline("jasper_ridge", names, 5, 0, centred_text=True)
     assert set(pipe[-1].get_params()["text_embeddings"]) == {2, 5, 7}
+
+
+def _split_params(params):
+    """A row's parameters: the estimator's own, the module's and the criterion's."""
+    own = {k: v for k, v in params.items() if "__" not in k}
+    module = {k[len("module__"):]: v for k, v in params.items() if k.startswith("module__")}
+    criterion = {k for k in params if k.startswith("criterion__")}
+    assert set(params) == set(own) | {f"module__{k}" for k in module} | criterion
+    return own, module, criterion
+
+
+def test_every_mmlgnet_row_builds_a_valid_network_with_todays_parameters():
+    """No row passes a removed parameter, and each module__ setting builds the module."""
+    import inspect
+
+    import torch
+
+    from sklearn_mmlgnet import MMLGNetClassifier
+    from sklearn_mmlgnet.nn import MMLGNetModule
+
+    accepted = set(inspect.signature(MMLGNetClassifier).parameters)
+    for name, row in bench_recipe.MMLG_ROWS.items():
+        pipe = bench_recipe.mmlg_pipeline("jasper_ridge", {1: "tree", 2: "water"}, 2, 0, **row)
+        params = {k: v for k, v in pipe[-1].get_params(deep=False).items()}
+        own, module, criterion = _split_params(params)
+        assert set(own) <= accepted, (name, set(own) - accepted)
+        assert not criterion, name
+        MMLGNetModule(8, 0, torch.eye(2, 4), **module)  # validates the module's arguments
+
+
+def test_every_sdhsi_row_builds_a_valid_network_with_todays_parameters(monkeypatch):
+    import inspect
+    import sys
+
+    from sklearn_mmlgnet import SDHSIClassifier
+    from sklearn_mmlgnet.losses import ContrastiveCriterion
+    from sklearn_mmlgnet.nn import SDHSINet
+
+    monkeypatch.setitem(sys.modules, "bench_recipe", bench_recipe)  # as benchmarks/ on sys.path
+    sd = load_benchmark("bench_self_distillation")
+    accepted = set(inspect.signature(SDHSIClassifier).parameters)
+    rows = {**bench_recipe.SDHSI_ROWS, **{k: v for k, (v, _) in sd.ROWS.items()}}
+    for name, row in rows.items():
+        params = {k: v for k, v in row.items() if not k.startswith("_")}
+        own, module, criterion = _split_params(SDHSIClassifier(**params).get_params(deep=False))
+        assert set(own) <= accepted, (name, set(own) - accepted)
+        SDHSINet(15, 4, **module)
+        ContrastiveCriterion(distill=True,
+                             **{k[len("criterion__"):]: params[k] for k in criterion})

@@ -9,14 +9,16 @@ import pytest
 
 rasterio = pytest.importorskip("rasterio", reason="the 'geo' extra (rasterio) is not installed")
 
-from sklearn_mmlgnet import BandStandardScaler, MMLGNetClassifier  # noqa: E402
-from sklearn_mmlgnet._cli_scene import fit_scene, load_model  # noqa: E402
+from sklearn_mmlgnet import BandStandardScaler  # noqa: E402
 from sklearn_mmlgnet.cli import main  # noqa: E402
 from sklearn_mmlgnet.io import predict_raster, proba_path_for, read_scene, write_map  # noqa: E402
-from sklearn_mmlgnet.patches import predict_scene  # noqa: E402
+from sklearn_mmlgnet.persistence import load_model, save_model  # noqa: E402
+from sklearn_mmlgnet.prediction import predict_scene  # noqa: E402
+from sklearn_mmlgnet.scene import SceneModel, fit_scene  # noqa: E402
 
 from .conftest import requires_st  # noqa: E402
-from .test_io import ORIGIN, UTM17, _box, _write, _write_shapefile, write_scene  # noqa: E402
+from .test_io import ORIGIN, UTM17, _write, write_scene  # noqa: E402
+from .test_scene import tiny_estimator  # noqa: E402
 
 NAMES = {1: "Woods", 2: "Roads", 3: "Vineyard"}
 TINY = ["--epochs", "2", "--patch-size", "5", "--hsi-channels", "8", "--lidar-channels", "4",
@@ -32,20 +34,23 @@ def _named_labels(tmp_path, labels, scene_path):
 def test_fit_then_predict_writes_a_georeferenced_map(tmp_path, capsys):
     h, l, _, labels = write_scene(tmp_path)
     gt = _named_labels(tmp_path, labels, h)
-    model_path = tmp_path / "model.joblib"
+    model_path = tmp_path / "model.safetensors"
     assert main(["fit", "--hsi", h, "--lidar", l, "--labels", gt, "--out", str(model_path),
                  "--text-encoder", "sentence-transformers", *TINY]) == 0
     out = capsys.readouterr().out
     assert "Woods (" in out and f"Saved the model to {model_path}" in out
-    model = load_model(model_path)
-    info = model.scene_info_
+    model = load_model(model_path)  # the safe format: no trust needed
+    assert isinstance(model, SceneModel)
+    info = model.info
     assert info["n_hsi_bands"] == 6 and info["n_lidar_bands"] == 1 and info["patch_size"] == 5
     assert info["class_names"] == NAMES
     assert info["trained_on"]["hsi"].endswith("hsi.tif") and info["trained_on"]["crs"] == "EPSG:32617"
     assert info["trained_on"]["n_labelled"] == int(((labels > 0)).sum()) - 2  # 2 nodata px
     assert info["date"].startswith("20")
-    assert model[-1].text_encoder_info_["backend"] == "sentence-transformers"
-    assert model[-1].class_names_ == ["Woods", "Roads", "Vineyard"]
+    clf = model.estimator[-1]
+    assert clf.text_encoder_info_["backend"] == "sentence-transformers"
+    assert clf.class_names_ == ["Woods", "Roads", "Vineyard"]
+    assert clf.module__hsi_channels == (8,) and clf.module__fusion_dim == 8  # the CLI's options
 
     map_path = tmp_path / "maps" / "map.tif"
     assert main(["predict", str(model_path), "--hsi", h, "--lidar", l, "--out", str(map_path),
@@ -66,12 +71,12 @@ def test_fit_then_predict_writes_a_georeferenced_map(tmp_path, capsys):
 @requires_st
 def test_predict_with_test_time_augment_averages_the_symmetries(tmp_path):
     h, l, gt, _ = write_scene(tmp_path)
-    mpath = tmp_path / "model.joblib"
+    mpath = tmp_path / "model.safetensors"
     assert main(["fit", "--hsi", h, "--lidar", l, "--labels", gt, "--out", str(mpath),
                  "--text-encoder", "sentence-transformers", *TINY]) == 0
     model = load_model(mpath)
     plain = predict_raster(model, h, l, tmp_path / "plain.tif", proba=True, block_size=16)
-    model.set_params(mmlgnetclassifier__test_time_augment=True)
+    model.estimator.set_params(mmlgnetclassifier__test_time_augment=True)
     ref = predict_raster(model, h, l, tmp_path / "ref.tif", proba=True, block_size=16)
     out = tmp_path / "tta.tif"
     assert main(["predict", str(mpath), "--hsi", h, "--lidar", l, "--out", str(out), "--proba",
@@ -86,82 +91,51 @@ def test_predict_with_test_time_augment_averages_the_symmetries(tmp_path):
 
 
 def test_test_time_augment_on_a_model_without_it_is_one_line(tmp_path, capsys):
+    import joblib
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    from sklearn_mmlgnet._cli_scene import save_model
     from sklearn_mmlgnet.preprocessing import CenterPixel
 
     h, l, _, _ = write_scene(tmp_path)
     rng = np.random.RandomState(0)
     model = make_pipeline(CenterPixel(), LogisticRegression()).fit(
         rng.normal(size=(20, 7, 3, 3)), np.arange(20) % 2)
-    save_model(model, tmp_path / "lr.joblib")
-    code = main(["predict", str(tmp_path / "lr.joblib"), "--hsi", h, "--lidar", l, "--out",
-                 str(tmp_path / "x.tif"), "--quiet", "--test-time-augment"])
+    joblib.dump(model, tmp_path / "lr.joblib")  # a pickle of the user's own: trusted
+    code = main(["predict", str(tmp_path / "lr.joblib"), "--trust-pickle", "--hsi", h, "--lidar",
+                 l, "--out", str(tmp_path / "x.tif"), "--quiet", "--test-time-augment"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0
     assert "--test-time-augment" in err and "no test_time_augment parameter" in err
 
 
 def _tiny_estimator():
-    return MMLGNetClassifier(text_embeddings=np.eye(3, 8), hsi_channels=(8,), lidar_channels=(4,),
-                             fusion_dim=8, max_epochs=2, lr=1e-2, random_state=0)
+    return tiny_estimator()
 
 
 @requires_st
 def test_fit_with_spectral_norm_normalises_first_and_predicts_the_scene_densely(tmp_path):
     from sklearn_mmlgnet import SpectralNormalizer
-    from sklearn_mmlgnet.dense import supports_dense
+    from sklearn_mmlgnet.prediction import supports_dense
 
     h, l, _, labels = write_scene(tmp_path)
     gt = _named_labels(tmp_path, labels, h)
-    model_path = tmp_path / "model.joblib"
+    model_path = tmp_path / "model.safetensors"
     assert main(["fit", "--hsi", h, "--lidar", l, "--labels", gt, "--out", str(model_path),
                  "--text-encoder", "sentence-transformers", "--spectral-norm", "l2", *TINY]) == 0
-    model = load_model(model_path)
+    model = load_model(model_path).estimator
     assert [type(s) for _, s in model.steps[:2]] == [SpectralNormalizer, BandStandardScaler]
     assert model[0].norm == "l2" and model[0].n_lidar_bands == 1 and model[0].n_hsi_bands_ == 6
     assert supports_dense(model, 5)
     assert main(["predict", str(model_path), "--hsi", h, "--lidar", l,
                  "--out", str(tmp_path / "map.tif"), "--quiet"]) == 0
-    plain = fit_scene(h, l, gt, patch_size=5, estimator=_tiny_estimator(), log=lambda m: None)
-    assert type(plain[0]) is BandStandardScaler                 # none unless asked for
-
-
-def test_fit_without_class_names_warns_and_uses_the_codes(tmp_path):
-    h, l, gt, labels = write_scene(tmp_path)
-    with pytest.warns(UserWarning, match=r"name no class for code\(s\) \[1, 2, 3\]"):
-        model = fit_scene(h, l, gt, patch_size=5, estimator=_tiny_estimator(), log=lambda m: None)
-    assert model.scene_info_["class_names"] == {1: "1", 2: "2", 3: "3"}
-    np.testing.assert_array_equal(model.classes_, [1, 2, 3])
-    # nodata inside training patches is filled with each band's mean over the valid pixels
-    scene = read_scene(h, l)
-    expected = np.nanmean(np.concatenate([scene.hsi, scene.lidar], -1)[scene.valid_mask], axis=0)
-    np.testing.assert_allclose(model.scene_info_["fill_values"], expected, rtol=1e-4)
-
-
-def test_fit_from_polygons_takes_the_names_from_the_attribute(tmp_path):
-    h, l, _, _ = write_scene(tmp_path)
-    x0, y0 = 542055.0, 4134999.0
-    shp = _write_shapefile(tmp_path / "fields", [
-        (_box(x0 + 1, y0 - 12, x0 + 10, y0 - 2), "Woods"),
-        (_box(x0 + 13, y0 - 12, x0 + 22, y0 - 2), "Roads"),
-        (_box(x0 + 26, y0 - 12, x0 + 35, y0 - 2), "Vineyard"),
-    ], field="crop")
-    model = fit_scene(h, l, shp, class_field="crop", patch_size=5, estimator=_tiny_estimator(),
-                      log=lambda m: None)
-    assert model.scene_info_["class_names"] == {1: "Roads", 2: "Vineyard", 3: "Woods"}
-    assert model.scene_info_["trained_on"]["n_labelled"] == 3 * 90 - 1  # one nodata px
 
 
 def test_bad_input_gives_one_error_line_and_a_nonzero_exit_status(tmp_path, capsys):
     h, l, gt, labels = write_scene(tmp_path)
     model = fit_scene(h, l, _named_labels(tmp_path, labels, h), patch_size=5,
                       estimator=_tiny_estimator(), log=lambda m: None)
-    from sklearn_mmlgnet._cli_scene import save_model
-
-    mpath = str(save_model(model, tmp_path / "m.joblib"))
+    mpath = str(save_model(model, tmp_path / "m.safetensors"))
     other_crs = _write(tmp_path / "chm_18n.tif", np.ones((30, 36)), "float32",
                        crs=rasterio.crs.CRS.from_epsg(32618))
     five_bands = _write(tmp_path / "hsi5.tif", np.ones((5, 30, 36)), "int16")
@@ -170,15 +144,15 @@ def test_bad_input_gives_one_error_line_and_a_nonzero_exit_status(tmp_path, caps
         (["predict", str(tmp_path / "nope.joblib"), "--hsi", h, "--out", "x.tif"],
          "model: no such file"),
         (["predict", str(tmp_path / "junk.joblib"), "--hsi", h, "--out", "x.tif"],
-         "is not a model saved by `mmlgnet fit`"),
+         "is not a sklearn-mmlgnet model file"),
         (["predict", mpath, "--hsi", str(tmp_path / "no.tif"), "--lidar", l, "--out", "x.tif"],
          "hsi: no such file"),
         (["predict", mpath, "--hsi", h, "--lidar", other_crs, "--out", "x.tif"],
          "CRS EPSG:32618 vs EPSG:32617"),
         (["predict", mpath, "--hsi", five_bands, "--lidar", l, "--out", "x.tif"],
          "fitted on 6 HSI + 1 LiDAR bands"),
-        (["fit", "--hsi", h, "--labels", str(tmp_path / "gt.shp"), "--out", "m2.joblib"],
-         "labels: no such file"),
+        (["fit", "--hsi", h, "--labels", str(tmp_path / "gt.shp"), "--out", "m2.safetensors"],
+         "--labels: no such file"),
     ]
     for argv, message in cases:
         # 3: a file is missing; 2: a file is there but not what the command needs.
@@ -194,9 +168,7 @@ def test_local_dask_cluster_map_equals_the_single_process_map(tmp_path, capsys):
     h, l, _, labels = write_scene(tmp_path, H=40, W=44)
     model = fit_scene(h, l, _named_labels(tmp_path, labels, h), patch_size=5,
                       estimator=_tiny_estimator(), log=lambda m: None)
-    from sklearn_mmlgnet._cli_scene import save_model
-
-    mpath = str(save_model(model, tmp_path / "m.joblib"))
+    mpath = str(save_model(model, tmp_path / "m.safetensors"))
     local = predict_raster(model, h, l, tmp_path / "local.tif", block_size=16, proba=True,
                            progress=False)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -218,6 +190,6 @@ def test_local_dask_cluster_map_equals_the_single_process_map(tmp_path, capsys):
     # and it is the map predict_scene gives on the scene read whole (9 tiles of 16 x 16 here)
     scene = read_scene(h, l)
     cube = np.concatenate([scene.hsi, scene.lidar], -1)
-    cube = np.where(np.isnan(cube), np.float32(model.scene_info_["fill_values"]), cube)
-    whole = predict_scene(model, cube[..., :6], cube[..., 6:], patch_size=5, mask=scene.valid_mask)
+    cube = np.where(np.isnan(cube), np.float32(model.info["fill_values"]), cube)
+    whole = predict_scene(model.estimator, cube[..., :6], cube[..., 6:], patch_size=5, mask=scene.valid_mask)
     np.testing.assert_array_equal(expected[scene.valid_mask], whole[scene.valid_mask])

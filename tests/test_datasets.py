@@ -30,6 +30,8 @@ def default_scene():
     return make_hsi_lidar_scene(random_state=0)
 
 
+# the determinism check uses a scene too small for a training pixel of every class
+@pytest.mark.filterwarnings("ignore:the 40 x 60 scene has no training pixel")
 def test_synthetic_scene_fields_and_determinism(default_scene):
     s = default_scene
     assert s.hsi.shape == (166, 600, 63) and s.hsi.dtype == np.float32

@@ -166,7 +166,8 @@ def test_interrupted_benchmark_keeps_finished_runs(tmp_path, monkeypatch):
         return real(self, *a, **k)
 
     monkeypatch.setattr(benchmark.BenchmarkRun, "_run_one", run_then_interrupt)
-    monkeypatch.setattr(benchmark, "load_dataset", lambda name, data_home, seed: _tiny_scene())
+    monkeypatch.setattr(benchmark._run, "load_dataset",
+                        lambda name, data_home, seed: _tiny_scene())
     out = tmp_path / "o"
     code = main(["benchmark", "--dataset", "synthetic", "--seeds", "1", "--quick", "--no-maps",
                  "--out", str(out), "--methods", "RandomForest", "KNN"])
@@ -213,8 +214,9 @@ def test_grid_search_on_a_local_dask_cluster_matches_the_sequential_one():
     from sklearn_mmlgnet import MMLGNetClassifier
 
     X, y = make_patches(n_per_class=20)
-    clf = MMLGNetClassifier(text_embeddings=np.eye(3, 8), hsi_channels=(8,), lidar_channels=(4,),
-                            fusion_dim=8, max_epochs=2, random_state=0)
+    clf = MMLGNetClassifier(text_embeddings=np.eye(3, 8), module__hsi_channels=(8,),
+                            module__lidar_channels=(4,), module__fusion_dim=8, max_epochs=2,
+                            random_state=0)
     grid = {"temperature": [0.05, 0.2], "patch_size": [3, 5]}
     sequential = GridSearchCV(clf, grid, cv=2).fit(X, y)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,

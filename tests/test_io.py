@@ -22,7 +22,8 @@ from sklearn_mmlgnet.io import (  # noqa: E402
     read_scene,
     write_map,
 )
-from sklearn_mmlgnet.patches import extract_patches, predict_scene  # noqa: E402
+from sklearn_mmlgnet.patches import extract_patches  # noqa: E402
+from sklearn_mmlgnet.prediction import predict_scene  # noqa: E402
 
 from .conftest import SHARED_DATA, requires_shared  # noqa: E402
 
@@ -69,8 +70,8 @@ def write_scene(folder, H=30, W=36, B=6, seed=0, n_classes=3, nodata_px=((0, 0),
 
 def tiny_model(X, y, seed=0):
     clf = MMLGNetClassifier(n_lidar_bands=1, text_embeddings=np.eye(len(np.unique(y)), 8),
-                            hsi_channels=(8,), lidar_channels=(4,), fusion_dim=8, max_epochs=3,
-                            lr=1e-2, random_state=seed)
+                            module__hsi_channels=(8,), module__lidar_channels=(4,),
+                            module__fusion_dim=8, max_epochs=3, lr=1e-2, random_state=seed)
     from sklearn.pipeline import make_pipeline
 
     return make_pipeline(BandStandardScaler(), clf).fit(X, y)
@@ -221,12 +222,21 @@ def test_polygon_labels_are_rasterised_onto_the_grid(tmp_path):
     assert names == {} and (labels == 3).sum() == 16 and set(np.unique(labels)) == {0, 3}
 
 
-def test_polygons_in_another_crs_or_without_a_class_field_raise(tmp_path):
+def test_polygons_in_another_crs_are_reprojected_onto_the_grid(tmp_path):
+    from rasterio.warp import transform_geom
+
+    h, _, _, _ = write_scene(tmp_path)
+    ring = _box(542057.0, 4134993.0, 542061.0, 4134997.0)  # rows 2-5, cols 2-5
+    lonlat = transform_geom(UTM17, CRS.from_epsg(4326), {"type": "Polygon", "coordinates": [ring]})
+    shp = _write_shapefile(tmp_path / "wgs84", [(lonlat["coordinates"][0], "Woods")],
+                           prj_crs=CRS.from_epsg(4326))
+    labels = read_scene(h, labels=shp).labels
+    assert (labels[2:6, 2:6] == 1).all() and (labels > 0).sum() == 16
+
+
+def test_polygons_without_a_class_field_raise(tmp_path):
     h, _, _, _ = write_scene(tmp_path)
     ring = _box(542057.0, 4134993.0, 542061.0, 4134997.0)
-    shp = _write_shapefile(tmp_path / "wgs84", [(ring, "Woods")], prj_crs=CRS.from_epsg(4326))
-    with pytest.raises(ValueError, match=r"in EPSG:4326 but the scene .*hsi.tif is in EPSG:32617"):
-        read_scene(h, labels=shp)
     shp = _write_shapefile(tmp_path / "two", [(ring, "Woods")], field="kind")
     with pytest.raises(ValueError, match=r"attributes \['kind', 'id'\].*class_field"):
         read_scene(h, labels=shp)

@@ -66,7 +66,7 @@ def test_self_distillation_loss_matches_the_formula():
         ce = -np.mean([_log_softmax(S[i])[y[i]] for i in range(2)])
         log_student = _log_softmax_rows(S / T)
         kl = np.sum(teacher * (np.log(teacher) - log_student)) / 2  # batchmean
-        expected += a * ce + b * kl * T * T
+        expected += (a * ce + b * kl * T * T) / len(aux)  # the students' mean
     got = self_distillation_loss(final, aux, y, temperature=T, aux_ce_weight=a, distill_weight=b)
     assert float(got) == pytest.approx(expected, rel=1e-5)
 

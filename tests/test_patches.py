@@ -1,11 +1,18 @@
-"""Patch extraction, border padding, the batched scene iterator and full-scene prediction."""
+"""Patch extraction, border padding, the batched scene iterator and the scene checks."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from sklearn_mmlgnet.patches import extract_patches, iter_scene_patches, predict_scene
+from sklearn_mmlgnet.patches import (
+    border_index,
+    check_bands,
+    check_scene,
+    check_scene_patch_size,
+    extract_patches,
+    iter_scene_patches,
+)
 
 
 @pytest.fixture
@@ -95,43 +102,45 @@ def test_scene_iterator_respects_mask(scene):
     assert coords == [(2, 3), (8, 12)]
 
 
-class _BrightnessClassifier:
-    classes_ = np.array(["dark", "bright"])
+@pytest.mark.parametrize("bands, expected", [
+    (None, None),
+    (slice(1, None, 2), [1, 3, 5]),
+    ([5, 0, -2], [5, 0, 4]),
+    (np.arange(6) < 4, [0, 1, 2, 3]),
+])
+def test_check_bands_selects_scene_bands(bands, expected):
+    out = check_bands(bands, 6)
+    assert out is None if expected is None else out.tolist() == expected
 
-    def predict(self, X):
-        return self.classes_[(X[:, 0, X.shape[2] // 2, X.shape[3] // 2] > 0).astype(int)]
+
+@pytest.mark.parametrize("bands, match", [
+    ([0, 6], "bands must index the scene's 6 bands"),
+    ([], "bands must be a slice, a non-empty sequence of ints or a boolean mask"),
+    ([0.5], "bands must be a slice"),
+    (np.ones(4, bool), r"one entry per scene band \(6\); got shape \(4,\)"),
+])
+def test_check_bands_names_a_bad_selection(bands, match):
+    with pytest.raises(ValueError, match=match):
+        check_bands(bands, 6)
 
 
-def test_predict_scene_writes_every_pixel_with_the_estimators_labels(scene):
+@pytest.mark.parametrize("mode", ["reflect", "symmetric", "edge", "constant"])
+def test_border_index_follows_np_pad(mode):
+    n = 5
+    idx, valid = border_index(np.arange(-4, n + 4), n, mode)
+    padded = np.pad(np.arange(n), 4, mode=mode if mode != "constant" else "edge")
+    np.testing.assert_array_equal(idx, padded)
+    np.testing.assert_array_equal(valid, (np.arange(-4, n + 4) >= 0) & (np.arange(-4, n + 4) < n))
+
+
+def test_scene_checks_name_the_argument(scene):
     hsi, lidar = scene
-    out = predict_scene(_BrightnessClassifier(), hsi, lidar, patch_size=3, batch_size=26,
-                        fill_value="none")
-    assert out.shape == hsi.shape[:2]
-    np.testing.assert_array_equal(out == "bright", hsi[:, :, 0] > 0)
-    mask = np.zeros(hsi.shape[:2], bool)
-    mask[0] = True
-    masked = predict_scene(_BrightnessClassifier(), hsi, lidar, 3, mask=mask, fill_value="none")
-    assert (masked[1:] == "none").all() and (masked[0] != "none").all()
-
-
-def test_predict_scene_proba_patch_path_and_mask(scene):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-
-    from sklearn_mmlgnet.patches import predict_scene_proba
-    from sklearn_mmlgnet.preprocessing import CenterPixel
-
-    hsi, lidar = scene
-    rows, cols = np.indices(hsi.shape[:2]).reshape(2, -1)
-    X = extract_patches(hsi, lidar, rows, cols, 3)
-    y = (hsi[rows, cols, 0] > 0).astype(int)
-    model = make_pipeline(CenterPixel(), LogisticRegression()).fit(X, y)
-    proba = predict_scene_proba(model, hsi, lidar, 3, batch_size=7)  # "auto": patch path
-    np.testing.assert_allclose(proba.reshape(-1, 2), model.predict_proba(X))
-    mask = hsi[:, :, 1] > 0
-    masked = predict_scene_proba(model, hsi, lidar, 3, mask=mask)
-    assert np.isnan(masked[~mask]).all()
-    np.testing.assert_allclose(masked[mask], proba[mask])
-    hsi_model = make_pipeline(CenterPixel(), LogisticRegression()).fit(X[:, :4], y)
-    np.testing.assert_array_equal(predict_scene(hsi_model, hsi, lidar, 3, bands=slice(0, 4)).ravel(),
-                                  hsi_model.predict(X[:, :4]))
+    assert check_scene(hsi, None)[1].shape == (9, 13, 0)
+    with pytest.raises(TypeError, match="hsi must hold real numbers"):
+        check_scene(hsi.astype(str), lidar)
+    with pytest.raises(ValueError, match="at least one band is needed"):
+        check_scene(hsi[:, :, :0], None)
+    assert check_scene_patch_size(np.int64(17), (9, 13)) == 17
+    for bad in (True, 4, 0, 2.0):
+        with pytest.raises(ValueError, match="patch_size must be an odd positive int"):
+            check_scene_patch_size(bad, (9, 13))

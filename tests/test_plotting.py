@@ -38,9 +38,18 @@ def test_map_shape_mismatch_and_failed_write_leave_nothing(tmp_path):
 
 
 def test_confusion_matrix_png(tmp_path):
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
     path = tmp_path / "cm.png"
-    plot_confusion_matrix([1, 1, 2, 2], [1, 2, 2, 2], {1: "Woods", 2: "Roads"}, path=path)
+    fig = plot_confusion_matrix([1, 1, 2, 2], [1, 2, 2, 2], {1: "Woods", 2: "Roads"}, path=path,
+                                title="test")
     assert path.read_bytes()[:8] == PNG_MAGIC
+    assert [p.name for p in tmp_path.iterdir()] == ["cm.png"]  # no temporary left
+    assert plt.get_fignums() == before  # the caller's pyplot figures are left alone
+    ax = fig.axes[0]
+    assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == ("test", "predicted", "true")
+    assert len(fig.axes) == 2  # the matrix and its colour bar
 
 
 def _rgb_at(fig, ax, row, col):

@@ -33,6 +33,39 @@ def test_band_standard_scaler_per_channel():
         BandStandardScaler().fit(X).transform(X[:, :3])
 
 
+def test_band_standard_scaler_fit_takes_little_memory_beyond_x(monkeypatch):
+    import tracemalloc
+
+    import sklearn_mmlgnet.preprocessing as pp
+
+    monkeypatch.setattr(pp, "_CHUNK_BYTES", 1 << 19)  # chunks of 512 KiB of float64
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((400, 24, 9, 9), dtype=np.float32)  # 3.1 MB
+    X *= rng.uniform(0.5, 50, size=(1, 24, 1, 1)).astype(np.float32)
+    X += rng.uniform(-100, 1e4, size=(1, 24, 1, 1)).astype(np.float32)
+
+    def peak_of(fn):
+        tracemalloc.start()
+        try:
+            out = fn()
+            return out, tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    scaler, peak = peak_of(lambda: BandStandardScaler().fit(X))
+    assert peak < 0.3 * X.nbytes, (peak, X.nbytes)  # a float64 copy of X was 2 x X.nbytes
+    # the statistics numpy takes over the whole array in float64, for patches and pixels
+    for Xi, axes in ((X, (0, 2, 3)), (X[:, :, 4, 4], 0)):
+        scaler = BandStandardScaler().fit(Xi)
+        np.testing.assert_allclose(scaler.mean_, Xi.mean(axis=axes, dtype=np.float64),
+                                   rtol=1e-12)
+        np.testing.assert_allclose(scaler.scale_, Xi.std(axis=axes, dtype=np.float64),
+                                   rtol=1e-10)
+    # transform allocates its output and no second X-sized temporary
+    Xt, peak = peak_of(lambda: scaler.fit(X).transform(X))
+    assert Xt.dtype == np.float32 and peak < 1.3 * X.nbytes, (peak, X.nbytes)
+
+
 def test_spectral_pca_reduces_hsi_and_keeps_lidar():
     rng = np.random.RandomState(0)
     X = rng.normal(size=(30, 11, 3, 3)).astype(np.float32)
@@ -74,9 +107,10 @@ def test_spectral_normalizer_scales_each_pixels_hsi_spectrum_and_keeps_lidar():
 
 
 @pytest.mark.parametrize("params, match", [
-    (dict(norm="l3"), "norm must be 'l2', 'l1' or 'max'; got 'l3'"),
+    (dict(norm="l3"), "The 'norm' parameter of SpectralNormalizer must be a str among .* Got 'l3'"),
     (dict(n_lidar_bands=7), "n_lidar_bands=7"),
-    (dict(n_lidar_bands=-1), "n_lidar_bands must be a non-negative int; got -1"),
+    (dict(n_lidar_bands=-1), "The 'n_lidar_bands' parameter of SpectralNormalizer must be an int "
+                             r"in the range \[0, inf\). Got -1 instead."),
 ])
 def test_spectral_normalizer_names_bad_parameters(params, match):
     with pytest.raises(ValueError, match=match):
@@ -87,8 +121,8 @@ def test_spectral_pca_feeds_the_classifier_with_the_new_band_count():
     X, y = make_patches(n_hsi=12, n_lidar=1)
     pipe = make_pipeline(SpectralPCA(n_components=5, n_lidar_bands=1, random_state=0),
                          MMLGNetClassifier(n_lidar_bands=1, text_embeddings=np.eye(3, 8),
-                                           hsi_channels=(8,), lidar_channels=(4,), fusion_dim=8,
-                                           max_epochs=3, random_state=0))
+                                           module__hsi_channels=(8,), module__lidar_channels=(4,),
+                                           module__fusion_dim=8, max_epochs=3, random_state=0))
     pipe.fit(X, y)
     clf = pipe[-1]
     assert clf.n_features_in_ == 6 and clf.n_hsi_bands_ == 5
@@ -190,9 +224,14 @@ def test_emp_profiles_the_pca_components_and_the_lidar_bands():
 
 def test_emp_rejects_bad_parameters_with_named_errors():
     X = np.random.RandomState(0).normal(size=(5, 4, 5, 5))
-    for params, match in [({"radii": ()}, "radii must be"), ({"radii": (1, 0)}, "radii must be"),
-                          ({"footprint": "ball"}, "footprint must be"),
-                          ({"n_components": 0}, "n_components must be"),
+    for params, match in [({"radii": ()}, r"radii must be a non-empty sequence .* got \(\)"),
+                          ({"radii": (1, 0)}, r"radii must be .* got \(1, 0\)"),
+                          ({"radii": 2}, "The 'radii' parameter of ExtendedMorphologicalProfile "
+                                         "must be an array-like. Got 2 instead."),
+                          ({"footprint": "ball"}, "The 'footprint' parameter of "
+                                                  "ExtendedMorphologicalProfile must be a str "
+                                                  "among .* Got 'ball' instead."),
+                          ({"n_components": 0}, "The 'n_components' parameter .* Got 0 instead"),
                           ({"n_lidar_bands": 4}, "n_lidar_bands=4")]:
         with pytest.raises(ValueError, match=match):
             ExtendedMorphologicalProfile(**params).fit(X)
@@ -202,10 +241,14 @@ def test_emp_rejects_bad_parameters_with_named_errors():
 
 
 @parametrize_with_checks([
+    BandStandardScaler(),
+    SpectralPCA(n_components=2, n_lidar_bands=0, random_state=0),
+    SpectralNormalizer(n_lidar_bands=0),
+    CenterPixel(),
     ExtendedMorphologicalProfile(n_components=2, n_lidar_bands=0, include_patch_mean=True,
                                  random_state=0),
     ExtendedMorphologicalProfile(n_components=None, radii=(1,), footprint="square",
                                  n_lidar_bands=0, include_patch_mean=False),
 ])
-def test_emp_passes_sklearn_checks(estimator, check):
+def test_transformers_pass_sklearn_checks(estimator, check):
     check(estimator)

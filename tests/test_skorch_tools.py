@@ -14,8 +14,8 @@ from sklearn_mmlgnet import MMLGNetClassifier
 from .conftest import make_patches
 
 EMB = np.random.RandomState(1).normal(size=(3, 16)).astype(np.float32)
-TINY = dict(hsi_channels=(8,), lidar_channels=(4,), fusion_dim=16, batch_size=32, random_state=0,
-            text_embeddings=EMB)
+TINY = dict(module__hsi_channels=(8,), module__lidar_channels=(4,), module__fusion_dim=16,
+            module__spectral_channels=(8,), batch_size=32, random_state=0, text_embeddings=EMB)
 
 
 def _valid_indices(split, X, y_idx):
@@ -33,8 +33,9 @@ def test_early_stopping_on_a_stratified_validation_part_restores_the_best_weight
     split = ValidSplit(0.2, stratified=True, random_state=0)
     stopper = EarlyStopping(monitor="valid_loss", patience=3, load_best=True)
     # No label smoothing: the validation loss is then the plain NLL recomputed below.
-    clf = MMLGNetClassifier(loss="image_to_text", lr=0.05, max_epochs=60, train_split=split,
-                            callbacks=[stopper], label_smoothing=0.0, **TINY).fit(X, y)
+    clf = MMLGNetClassifier(loss="image_to_text", lr=0.2, lr_schedule=None, max_epochs=60,
+                            train_split=split, callbacks=[stopper], label_smoothing=0.0,
+                            **TINY).fit(X, y)
     history = clf.history_
     n_epochs = len(history)
     assert n_epochs < 60  # stopped early

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
-import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -115,7 +114,7 @@ def read_mat(path, key=None):
 
 
 def sha256(path):
-    """SHA-256 hex digest of a file."""
+    """SHA-256 hex digest of a file (:func:`pooch.file_hash`)."""
     import pooch
 
     return pooch.file_hash(str(path), alg="sha256")
@@ -189,20 +188,39 @@ def download(url, dest, expected_sha256, timeout=30, retries=None, progressbar=T
 def download_and_extract(dataset, data_home, url, archive_name, archive_sha256):
     """Fetch a zip archive into ``data_home/dataset`` and extract it there.
 
-    Members are extracted into a temporary folder beside them and renamed into
-    place one by one, so an interrupted extraction leaves no truncated file for
-    the loaders to find.
+    :class:`pooch.Unzip` extracts the members into a temporary folder beside them;
+    they are then renamed into place one by one, so an interrupted extraction
+    leaves no truncated file for the loaders to find.
+
+    Parameters
+    ----------
+    dataset : str
+        Sub-folder of the data home, e.g. ``"trento"``.
+    data_home : str, Path or None
+        See :func:`get_data_home`.
+    url : str
+        Where the archive is downloaded from.
+    archive_name : str
+        File name of the archive in ``data_home/dataset``.
+    archive_sha256 : str
+        Hex digest the archive must have.
+
+    Returns
+    -------
+    folder : Path
+        ``data_home/dataset``.
     """
+    import pooch
+
     folder = get_data_home(data_home) / dataset
     archive = download(url, folder / archive_name, archive_sha256)
-    with zipfile.ZipFile(archive) as zf, tempfile.TemporaryDirectory(
-            prefix=".extract-", dir=folder) as tmp:
-        zf.extractall(tmp)
-        for src in sorted(Path(tmp).rglob("*")):
-            if src.is_file():
-                dst = folder / src.relative_to(tmp)
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(src, dst)
+    with tempfile.TemporaryDirectory(prefix=".extract-", dir=folder) as tmp:
+        # An absolute extract_dir is used as it is; "download" always extracts.
+        members = pooch.Unzip(extract_dir=tmp)(str(archive), "download", None)
+        for src in sorted(Path(m) for m in members):
+            dst = folder / src.relative_to(tmp)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
     return folder
 
 

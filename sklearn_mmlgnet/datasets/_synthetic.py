@@ -144,10 +144,10 @@ def make_hsi_lidar_scene(n_rows=166, n_cols=600, n_bands=63, n_lidar_bands=1,
     Examples
     --------
     >>> from sklearn_mmlgnet.datasets import make_hsi_lidar_scene
-    >>> scene = make_hsi_lidar_scene(n_rows=80, n_cols=160, n_bands=20, patch_size=5,
+    >>> scene = make_hsi_lidar_scene(n_rows=100, n_cols=200, n_bands=20, patch_size=5,
     ...                              random_state=0)
     >>> scene.hsi.shape, scene.lidar.shape, scene.labels.shape
-    ((80, 160, 20), (80, 160, 1), (80, 160))
+    ((100, 200, 20), (100, 200, 1), (100, 200))
     >>> bool((scene.train_mask & scene.test_mask).any())
     False
     """
