@@ -34,7 +34,8 @@ from sklearn_mmlgnet.baselines import (
     tuned_svm,
 )
 from sklearn_mmlgnet.metrics import evaluate
-from sklearn_mmlgnet.patches import labelled_patches, predict_scene
+from sklearn_mmlgnet.patches import labelled_patches
+from sklearn_mmlgnet.prediction import predict_scene
 from sklearn_mmlgnet.preprocessing import CenterPixel
 
 

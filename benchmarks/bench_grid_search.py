@@ -2,13 +2,15 @@
 
 GridSearchCV over temperature x patch size with the CLIP ViT-B-32 text tower
 (random weights, so it runs offline; encoding costs the same as with real ones),
-starting from an empty text cache. Every fit re-uses the cached class embeddings:
+starting from an empty text cache (``$MMLGNET_CACHE`` set to a new folder). Every fit
+re-uses the cached class embeddings:
 the number of encodings should be one per distinct prompt set.
 
     python benchmarks/bench_grid_search.py [--cv 3] [--epochs 3]
 """
 
 import argparse
+import os
 import tempfile
 import time
 import warnings
@@ -33,8 +35,8 @@ def main():
     grid = {"temperature": [0.03, 0.07, 0.2], "patch_size": [7, 9, 11]}
     n_fits = a.cv * 9 + 1  # + the refit
     with tempfile.TemporaryDirectory() as cache:
-        clf = MMLGNetClassifier(clip_pretrained=None, cache_dir=cache, max_epochs=a.epochs,
-                                random_state=0)
+        os.environ["MMLGNET_CACHE"] = cache  # the estimators' text cache: empty at the start
+        clf = MMLGNetClassifier(clip_pretrained=None, max_epochs=a.epochs, random_state=0)
         before = text.ENCODE_CALLS
         t0 = time.perf_counter()
         clf.fit(X, y)  # first fit: encodes the prompts (cache miss)

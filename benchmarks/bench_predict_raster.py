@@ -88,6 +88,7 @@ def fit_models(bands, path):
     from sklearn.pipeline import make_pipeline
 
     from sklearn_mmlgnet import BandStandardScaler, CenterPixel, MMLGNetClassifier
+    from sklearn_mmlgnet.scene import SceneModel
 
     rng = np.random.default_rng(1)
     y = rng.integers(1, 5, 400)
@@ -96,12 +97,13 @@ def fit_models(bands, path):
         X[y == c, c - 1] += 1.0
     cheap = make_pipeline(BandStandardScaler(), CenterPixel(), LogisticRegression(max_iter=200))
     cheap.fit(X[:, :, 1:4, 1:4], y)
-    cheap.scene_info_ = dict(patch_size=3, n_hsi_bands=bands, n_lidar_bands=1)
     net = make_pipeline(BandStandardScaler(), MMLGNetClassifier(
-        n_lidar_bands=1, text_embeddings=np.eye(4, 8), hsi_channels=(16,), lidar_channels=(8,),
-        fusion_dim=16, max_epochs=2, random_state=0)).fit(X, y)
-    net.scene_info_ = dict(patch_size=5, n_hsi_bands=bands, n_lidar_bands=1)
-    joblib.dump({"cheap": cheap, "mmlgnet": net}, path)
+        n_lidar_bands=1, text_embeddings=np.eye(4, 8), module__hsi_channels=(16,),
+        module__lidar_channels=(8,), module__fusion_dim=16, max_epochs=2,
+        random_state=0)).fit(X, y)
+    info = dict(n_hsi_bands=bands, n_lidar_bands=1)
+    joblib.dump({"cheap": SceneModel(cheap, dict(info, patch_size=3)),
+                 "mmlgnet": SceneModel(net, dict(info, patch_size=5))}, path)
 
 
 def child(spec):

@@ -71,7 +71,7 @@ def fit_model(path, test_time_augment=False):
 def child(model_path, method, rows, cols, patch_rows):
     import numpy as np
 
-    from sklearn_mmlgnet.patches import predict_scene, predict_scene_proba
+    from sklearn_mmlgnet.prediction import predict_scene, predict_scene_proba
 
     with open(model_path, "rb") as f:
         clf = pickle.load(f)

@@ -11,8 +11,8 @@ class confined to one block cannot be in every fold's inner train, hence
 ``min_train=0``.) Each row fits
 ``BandStandardScaler -> MMLGNetClassifier`` (HSI only, the packaged offline text
 model, ``--epochs`` fixed epochs) with one lever changed from today's defaults (but
-the paper's language head without a class bias, ``class_bias=False``, the default
-until it was measured here, unless a row names ``class_bias=True``: the rows measured
+the paper's language head without a class bias, ``module__class_bias=False``, the default
+until it was measured here, unless a row names ``module__class_bias=True``: the rows measured
 before keep their figures), next to the tuned centre-pixel SVM on the same split (a
 row may also set the epochs, ``max_epochs``, the PCA in front of the network, ``pca``, the centre
 ``patch`` x ``patch`` of the patches the network sees, Gaussian ``noise`` on the
@@ -63,8 +63,14 @@ from sklearn_mmlgnet import (
     SpectralNormalizer,
     SpectralPCA,
 )
+from sklearn_mmlgnet._validation import center_crop
 from sklearn_mmlgnet.baselines import inner_cv, tuned_logistic_regression, tuned_svm
-from sklearn_mmlgnet.benchmark import IDTREES_FOLDS, SEARCH_SAMPLES, network_pipeline
+from sklearn_mmlgnet.benchmark import (
+    IDTREES_FOLDS,
+    SEARCH_SAMPLES,
+    network_pipeline,
+    patch_size_for,
+)
 from sklearn_mmlgnet.datasets import load_jasper_ridge
 from sklearn_mmlgnet.metrics import average_accuracy, overall_accuracy
 from sklearn_mmlgnet.model_selection import SpatialBlockKFold
@@ -72,40 +78,39 @@ from sklearn_mmlgnet.patches import labelled_patches
 
 PATCH = 11
 VALID_BLOCK = 16  # side of the Jasper Ridge blocks the early-stopping rows validate on
-IDTREES_PATCH = 7  # the benchmark's IDTReeS patch (DEFAULT_PATCH_SIZE)
+IDTREES_PATCH = patch_size_for([(20, 20)])  # the benchmark's patch on IDTReeS's 20 x 20 px plots
 
 #: The settings of the releases before these defaults (the "old recipe").
-EARLIER_DEFAULTS = dict(spectral_channels=(), optimizer="adam", weight_decay=0.0, lr_schedule=None,
+EARLIER_DEFAULTS = dict(module__spectral_channels=(), optimizer="adam", weight_decay=0.0, lr_schedule=None,
                         augment=False, label_smoothing=0.0)
 #: Today's defaults, then one lever set back to its earlier value at a time (row name ->
 #: parameters); the first row is the one every paired difference is taken from.
 MMLG_ROWS = {
     "defaults": {},
     "earlier defaults (all six levers off)": EARLIER_DEFAULTS,
-    "spectral_channels=() (no spectral path)": dict(spectral_channels=()),
+    "spectral_channels=() (no spectral path)": dict(module__spectral_channels=()),
     "optimizer='adam', weight_decay=0": dict(optimizer="adam", weight_decay=0.0),
     "lr_schedule=None": dict(lr_schedule=None),
     "augment=False": dict(augment=False),
     "label_smoothing=0": dict(label_smoothing=0.0),
-    "spectral_channels=(128,)": dict(spectral_channels=(128,)),
+    "spectral_channels=(128,)": dict(module__spectral_channels=(128,)),
     "class_weight='balanced'": dict(class_weight="balanced"),
     "class_weight='balanced_sqrt'": dict(class_weight="balanced_sqrt"),
     # IDTReeS' flips row was measured while (128,) was the default spectral path
-    "spectral_channels=(128,), augment=False": dict(spectral_channels=(128,), augment=False),
+    "spectral_channels=(128,), augment=False": dict(module__spectral_channels=(128,),
+                                                    augment=False),
     # not levers of the recipe but its scale: few hundred patches, 30 epochs
     "lr=1e-3": dict(lr=1e-3),
     "lr=2e-3": dict(lr=2e-3),
     "batch_size=32": dict(batch_size=32),
     # prediction only: the mean of the 8 symmetries of each patch
     "test_time_augment=True": dict(test_time_augment=True),
-    "dropout=0.3": dict(dropout=0.3),
+    "dropout=0.3": dict(module__dropout=0.3),
     # the language head's temperature, and the same encoders with a CE head
     "temperature=0.03": dict(temperature=0.03),
     "temperature=0.15": dict(temperature=0.15),
     "learn_temperature=True": dict(learn_temperature=True),
     "loss='cross_entropy' (no language)": dict(loss="cross_entropy"),
-    "text_adapter=1": dict(text_adapter=1.0),
-    "text_adapter=0.1": dict(text_adapter=0.1),
     # the epoch count, which the benchmark fixes per scene (--epochs)
     "max_epochs=3": dict(max_epochs=3),
     "max_epochs=5": dict(max_epochs=5),
@@ -130,41 +135,41 @@ MMLG_ROWS = {
        for p in (1, 3, 5, 7, 9)},
     "balanced_sqrt, loss='image_to_text'": dict(class_weight="balanced_sqrt", loss="image_to_text"),
     "loss='image_to_text'": dict(loss="image_to_text"),
-    "similarity='dot'": dict(similarity="dot"),
-    "balanced_sqrt, similarity='dot'": dict(class_weight="balanced_sqrt", similarity="dot"),
+    "similarity='dot'": dict(module__similarity="dot"),
+    "balanced_sqrt, similarity='dot'": dict(class_weight="balanced_sqrt",
+                                            module__similarity="dot"),
     "balanced_sqrt, self_distillation=True": dict(class_weight="balanced_sqrt",
                                                   self_distillation=True),
     # what predicts with self-distillation: every head's mean (default: the final head)
     "balanced_sqrt, self_distillation=True, mean of heads": dict(
         class_weight="balanced_sqrt", self_distillation=True, predict_heads="mean"),
     "dot, self_distillation=True, mean of heads": dict(
-        similarity="dot", self_distillation=True, predict_heads="mean"),
-    "dot, text_adapter=1": dict(similarity="dot", text_adapter=1.0),
-    "dot, temperature=0.03": dict(similarity="dot", temperature=0.03),
-    "dot, temperature=0.15": dict(similarity="dot", temperature=0.15),
-    "dot, loss='image_to_text'": dict(similarity="dot", loss="image_to_text"),
+        module__similarity="dot", self_distillation=True, predict_heads="mean"),
+    "dot, temperature=0.03": dict(module__similarity="dot", temperature=0.03),
+    "dot, temperature=0.15": dict(module__similarity="dot", temperature=0.15),
+    "dot, loss='image_to_text'": dict(module__similarity="dot", loss="image_to_text"),
     # the optimisation's scale and regularisation, with the dot product (IDTReeS)
-    "dot, lr=1e-3": dict(similarity="dot", lr=1e-3),
-    "dot, lr=2.5e-4": dict(similarity="dot", lr=2.5e-4),
-    "dot, batch_size=32": dict(similarity="dot", batch_size=32),
-    "dot, batch_size=128": dict(similarity="dot", batch_size=128),
-    "dot, weight_decay=0.1": dict(similarity="dot", weight_decay=0.1),
-    "dot, label_smoothing=0": dict(similarity="dot", label_smoothing=0.0),
-    "dot, label_smoothing=0.2": dict(similarity="dot", label_smoothing=0.2),
-    "dot, fusion_dim=512": dict(similarity="dot", fusion_dim=512),
-    "dot, self_distillation=True": dict(similarity="dot", self_distillation=True),
-    "dot, PCA 60 (network input)": dict(similarity="dot", pca=60),
-    "dot, no PCA (every band)": dict(similarity="dot", pca=0),
+    "dot, lr=1e-3": dict(module__similarity="dot", lr=1e-3),
+    "dot, lr=2.5e-4": dict(module__similarity="dot", lr=2.5e-4),
+    "dot, batch_size=32": dict(module__similarity="dot", batch_size=32),
+    "dot, batch_size=128": dict(module__similarity="dot", batch_size=128),
+    "dot, weight_decay=0.1": dict(module__similarity="dot", weight_decay=0.1),
+    "dot, label_smoothing=0": dict(module__similarity="dot", label_smoothing=0.0),
+    "dot, label_smoothing=0.2": dict(module__similarity="dot", label_smoothing=0.2),
+    "dot, fusion_dim=512": dict(module__similarity="dot", module__fusion_dim=512),
+    "dot, self_distillation=True": dict(module__similarity="dot", self_distillation=True),
+    "dot, PCA 60 (network input)": dict(module__similarity="dot", pca=60),
+    "dot, no PCA (every band)": dict(module__similarity="dot", pca=0),
     # Gaussian noise on the (standardised) training batches, and class text embeddings
     # with their mean removed (not estimator parameters: see ``mmlg_pipeline``).
     "balanced_sqrt, input noise 0.1": dict(class_weight="balanced_sqrt", noise=0.1),
     "balanced_sqrt, input noise 0.2": dict(class_weight="balanced_sqrt", noise=0.2),
     "balanced_sqrt, input noise 0.4": dict(class_weight="balanced_sqrt", noise=0.4),
     # a wider / deeper spectral path (default (256, 128)), with the benchmark's weights
-    "balanced_sqrt, spectral_channels=(512, 256)": dict(class_weight="balanced_sqrt",
-                                                        spectral_channels=(512, 256)),
-    "balanced_sqrt, spectral_channels=(512, 256, 128)": dict(class_weight="balanced_sqrt",
-                                                             spectral_channels=(512, 256, 128)),
+    "balanced_sqrt, spectral_channels=(512, 256)": dict(
+        class_weight="balanced_sqrt", module__spectral_channels=(512, 256)),
+    "balanced_sqrt, spectral_channels=(512, 256, 128)": dict(
+        class_weight="balanced_sqrt", module__spectral_channels=(512, 256, 128)),
     # sharper class boundaries (no smoothing, no weights, longer): nearer a max-margin fit
     "balanced_sqrt, label_smoothing=0": dict(class_weight="balanced_sqrt", label_smoothing=0.0),
     "label_smoothing=0, max_epochs=60": dict(label_smoothing=0.0, max_epochs=60),
@@ -173,56 +178,53 @@ MMLG_ROWS = {
     "balanced_sqrt, patch mix 0.7": dict(class_weight="balanced_sqrt", mix=0.7),
     "balanced_sqrt, unit-length spectra": dict(class_weight="balanced_sqrt", spectra="unit"),
     "balanced_sqrt, log reflectance": dict(class_weight="balanced_sqrt", spectra="log"),
-    "dot, unit-length spectra": dict(similarity="dot", spectra="unit"),
+    "dot, unit-length spectra": dict(module__similarity="dot", spectra="unit"),
     "unit-length spectra (no class weights)": dict(spectra="unit"),
     "unit-length spectra, loss='image_to_text'": dict(class_weight="balanced_sqrt",
                                                       spectra="unit", loss="image_to_text"),
-    "dot, log reflectance": dict(similarity="dot", spectra="log"),
+    "dot, log reflectance": dict(module__similarity="dot", spectra="log"),
     # the unit-length spectra hide a dark surface's darkness: give it back as one band
     "balanced_sqrt, unit-length spectra + brightness": dict(class_weight="balanced_sqrt",
                                                             spectra="unit+brightness"),
-    "dot, unit-length spectra + brightness": dict(similarity="dot", spectra="unit+brightness"),
-    # mixup: batches blended with a shuffled copy, the loss blended over both labels
-    "balanced_sqrt, unit-length spectra, mixup 0.2": dict(class_weight="balanced_sqrt",
-                                                          spectra="unit", mixup=0.2),
-    "balanced_sqrt, unit-length spectra, mixup 1": dict(class_weight="balanced_sqrt",
-                                                        spectra="unit", mixup=1.0),
-    "dot, unit-length spectra, mixup 0.2": dict(similarity="dot", spectra="unit", mixup=0.2),
-    "dot, unit-length spectra, mixup 1": dict(similarity="dot", spectra="unit", mixup=1.0),
+    "dot, unit-length spectra + brightness": dict(module__similarity="dot",
+                                                  spectra="unit+brightness"),
     # early stopping on a grouped validation part of each inner-training set (blocks on
     # Jasper Ridge, plots on IDTReeS), the best epoch's weights kept
     "balanced_sqrt, unit-length spectra, early stopping": dict(
         class_weight="balanced_sqrt", spectra="unit", early_stopping=5, max_epochs=60),
-    "dot, unit-length spectra, early stopping": dict(similarity="dot", spectra="unit",
+    "dot, unit-length spectra, early stopping": dict(module__similarity="dot", spectra="unit",
                                                      early_stopping=3, max_epochs=20),
     # a learnt bias per class on the language head's logits, as the CE head's
     "balanced_sqrt, unit-length spectra, class_bias=True": dict(
-        class_weight="balanced_sqrt", spectra="unit", class_bias=True),
-    "dot, unit-length spectra, class_bias=True": dict(similarity="dot", spectra="unit",
-                                                      class_bias=True),
+        class_weight="balanced_sqrt", spectra="unit", module__class_bias=True),
+    "dot, unit-length spectra, class_bias=True": dict(module__similarity="dot", spectra="unit",
+                                                      module__class_bias=True),
     "balanced_sqrt, unit-length spectra, class_bias=True, dot": dict(
-        class_weight="balanced_sqrt", spectra="unit", class_bias=True, similarity="dot"),
+        class_weight="balanced_sqrt", spectra="unit", module__class_bias=True,
+        module__similarity="dot"),
     "balanced_sqrt, unit-length spectra, cross-entropy head": dict(
         class_weight="balanced_sqrt", spectra="unit", loss="cross_entropy"),
     "unit-length spectra, cross-entropy head": dict(spectra="unit", loss="cross_entropy"),
     "centred class embeddings": dict(centred_text=True),
-    "dot, centred class embeddings": dict(similarity="dot", centred_text=True),
+    "dot, centred class embeddings": dict(module__similarity="dot", centred_text=True),
 }
 #: SpectralPCA components in front of the network per dataset, unless a row sets ``pca``
 #: (0: every band). IDTReeS' rows keep 30, the benchmark's setting when they were first
-#: measured; the benchmark's own is ``sklearn_mmlgnet.benchmark.NETWORK_PCA``.
+#: measured; the benchmark itself chooses its network input on inner validation
+#: (``sklearn_mmlgnet.benchmark.INPUT_CANDIDATES``).
 BASE_PCA = {"jasper_ridge": 0, "idtrees": 30}
 SDHSI_ROWS = {
     "SDHSI, no SD": dict(self_distillation=False),
     "SDHSI + SD (defaults: a=0.8, b=0.1)": dict(self_distillation=True),
     # what predicts: the final head alone (the default is the mean of every head)
     "SDHSI + SD, final head only": dict(self_distillation=True, predict_heads="final"),
-    "SDHSI + SD, a=0.1": dict(self_distillation=True, aux_ce_weight=0.1),
-    "SDHSI + SD, a=0.1, b=0.01": dict(self_distillation=True, aux_ce_weight=0.1,
-                                      distill_weight=0.01),
+    "SDHSI + SD, a=0.1": dict(self_distillation=True, criterion__aux_ce_weight=0.1),
+    "SDHSI + SD, a=0.1, b=0.01": dict(self_distillation=True, criterion__aux_ce_weight=0.1,
+                                      criterion__distill_weight=0.01),
     # which term hurts: the students' CE alone, or neither (student heads built, no loss)
-    "SDHSI + SD, a=0.8, b=0": dict(self_distillation=True, distill_weight=0.0),
-    "SDHSI + SD, a=0, b=0": dict(self_distillation=True, aux_ce_weight=0.0, distill_weight=0.0),
+    "SDHSI + SD, a=0.8, b=0": dict(self_distillation=True, criterion__distill_weight=0.0),
+    "SDHSI + SD, a=0, b=0": dict(self_distillation=True, criterion__aux_ce_weight=0.0,
+                                 criterion__distill_weight=0.0),
 }
 
 
@@ -265,15 +267,9 @@ def classic_search(where, tr, seed, factory=tuned_svm):
     """
     if "groups" in where:
         return (factory(cv=inner_cv(grouped=True, random_state=seed), random_state=seed,
-                        max_search_samples=SEARCH_SAMPLES["idtrees"]),
+                        max_search_samples=SEARCH_SAMPLES),
                 {"groups": where["groups"][tr]})
     return factory(random_state=seed), {}
-
-
-def centre_crop(X, size):
-    """The central ``size`` x ``size`` pixels of patches ``(n, bands, p, p)``."""
-    a = (X.shape[-1] - size) // 2
-    return X[..., a:a + size, a:a + size]
 
 
 class InputNoise(Callback):
@@ -391,14 +387,14 @@ def mmlg_pipeline(dataset, class_names, epochs, seed, pca=None, patch=None, nois
     ``early_stopping``: that patience of skorch's ``EarlyStopping`` on the validation
     loss of a fifth of the groups given to ``fit`` (``GroupShuffleSplit``), keeping the
     best epoch's weights; ``params`` go to the estimator (a row's ``max_epochs``
-    overrides ``epochs``, its ``class_bias`` the rows' ``False``).
+    overrides ``epochs``, its ``module__class_bias`` the rows' ``False``).
     """
     n_lidar = 1 if dataset == "idtrees" else 0
     pca = BASE_PCA[dataset] if pca is None else pca
     patch = patch or (IDTREES_PATCH if dataset == "idtrees" else PATCH)
     params = dict(dict(n_lidar_bands=n_lidar, text_encoder="sentence-transformers",
                        class_names=class_names, max_epochs=epochs, random_state=seed,
-                       class_bias=False), **params)
+                       module__class_bias=False), **params)
     callbacks = ([("input_noise", InputNoise(noise))] if noise else []) + (
         [("patch_mix", PatchMix(mix))] if mix else [])
     if early_stopping:
@@ -412,8 +408,8 @@ def mmlg_pipeline(dataset, class_names, epochs, seed, pca=None, patch=None, nois
         params["text_embeddings"] = centred_class_embeddings(class_names)
     pipe = network_pipeline(params, pca=pca)
     # A no-op where the loaded patches are already this size.
-    crop = FunctionTransformer(centre_crop, kw_args=dict(size=patch))
-    pipe.steps.insert(0, ("centre_crop", crop))
+    crop = FunctionTransformer(center_crop, kw_args=dict(patch_size=patch))
+    pipe.steps.insert(0, ("center_crop", crop))
     if spectra:
         pipe.steps.insert(1, ("spectra", spectra_step(spectra, n_lidar)))
     return pipe

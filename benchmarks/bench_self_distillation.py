@@ -12,9 +12,12 @@ fit (mean over folds and seeds, one thread), and each head's pooled out-of-fold 
 (``head_scores``; a class the fold never trained on counts as missed).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_self_distillation.py --seeds 0 1 2 --rows \
-        "no SD" "SD, old defaults (a=0.8, b=0.1, sum)" "SD, mean, bottleneck students"
+        "no SD" "SD, mean, bottleneck students" "SD, mean, bottleneck, stages 3-4"
     OMP_NUM_THREADS=1 python benchmarks/bench_self_distillation.py --seeds 0 1 2 3 4 \
         --inits 0 100 200 --rows "no SD, PCA 15" "SD, mean, bottleneck, PCA 15"
+
+The rows of the removed self-distillation options (students' terms summed, linear
+students, a warm-up of the students' terms) are gone with the options.
 
 ``--inits`` fits every row once per network initialisation (``random_state = seed +
 init``; the split and the PCA keep ``seed``) and averages the scores per seed before the
@@ -41,82 +44,48 @@ from bench_recipe import head_hits, score
 from sklearn_mmlgnet import BandStandardScaler, SDHSIClassifier, SpectralPCA
 
 PATCH = bench_recipe.PATCH
-# The loss of the previous defaults (a = 0.8, b = 0.1 summed over 4 linear students, T = 5).
-OLD_SD = dict(self_distillation=True, aux_ce_weight=0.8, distill_weight=0.1, distill_temperature=5.0,
-              student_reduction="sum", student_hidden=0, distill_warmup=0.0,
-              student_stages=None)
+# The self-distillation loss measured here: a = 0.8, b = 0.1, T = 5, averaged over the
+# students, each with its own 64-unit bottleneck, on every stage.
+SD = dict(self_distillation=True, criterion__aux_ce_weight=0.8, criterion__distill_weight=0.1,
+          criterion__distill_temperature=5.0, module__student_hidden=64,
+          module__student_stages=None)
 # The training recipe of the earlier defaults: every row but the "new defaults" ones
 # starts from it (a row's own parameters override it).
 OLD_RECIPE = dict(augment=False, optimizer="adam", weight_decay=0.0, lr_schedule=None,
                   label_smoothing=0.0, predict_heads="final")
-NEW_SD = dict(OLD_SD, student_reduction="mean", student_hidden=64)
-OLD_NET = dict(conv3d_channels=(8, 16, 32), spectral_kernels=(7, 5, 3))
-NEW_NET = dict(conv3d_channels=(8, 16), spectral_kernels=(7, 5))
+OLD_NET = dict(module__conv3d_channels=(8, 16, 32), module__spectral_kernels=(7, 5, 3))
+TWO_STAGES = dict(module__conv3d_channels=(8, 16), module__spectral_kernels=(7, 5))
 
 #: Row name -> (SDHSIClassifier parameters, PCA components).
 ROWS = {
     "no SD": (dict(self_distillation=False, **OLD_NET), 30),
-    "SD, old defaults (a=0.8, b=0.1, sum)": (dict(**OLD_SD, **OLD_NET), 30),
-    # 1. loss scale: the students' terms averaged, not summed; then a warm-up
-    "SD, mean over students": (dict(OLD_SD, student_reduction="mean", **OLD_NET), 30),
-    "SD, mean, warm-up 0.5": (dict(OLD_SD, student_reduction="mean", distill_warmup=0.5,
-                                   **OLD_NET), 30),
-    "SD, mean, a=0.3, b=0.03": (dict(OLD_SD, student_reduction="mean", aux_ce_weight=0.3,
-                                     distill_weight=0.03, **OLD_NET), 30),
-    "SD, mean, T=2": (dict(OLD_SD, student_reduction="mean", distill_temperature=2.0,
-                           **OLD_NET), 30),
-    # 2. students with their own bottleneck (BYOT); students on the deeper stages only
-    "SD, mean, bottleneck students": (dict(OLD_SD, student_reduction="mean", student_hidden=64,
-                                           **OLD_NET), 30),
-    "SD, mean, bottleneck, warm-up 0.5": (dict(OLD_SD, student_reduction="mean",
-                                               student_hidden=64, distill_warmup=0.5,
-                                               **OLD_NET), 30),
-    "SD, sum, bottleneck students": (dict(OLD_SD, student_hidden=64, **OLD_NET), 30),
-    "SD, mean, students on stages 3-4": (dict(OLD_SD, student_reduction="mean",
-                                              student_stages=(3, 4), **OLD_NET), 30),
-    "SD, mean, bottleneck, stages 3-4": (dict(OLD_SD, student_reduction="mean",
-                                              student_hidden=64, student_stages=(3, 4),
-                                              **OLD_NET), 30),
-    # 3. speed: fewer / narrower 3-D stages, fewer bands in (no SD, then SD)
-    "no SD, 2 3-D stages (8, 16)": (dict(self_distillation=False, conv3d_channels=(8, 16),
-                                         spectral_kernels=(7, 5)), 30),
-    "no SD, 3-D (8, 16, 16)": (dict(self_distillation=False, conv3d_channels=(8, 16, 16),
-                                    spectral_kernels=(7, 5, 3)), 30),
+    # students with their own bottleneck (BYOT); students on the deeper stages only
+    "SD, mean, bottleneck students": (dict(SD, **OLD_NET), 30),
+    "SD, mean, bottleneck, stages 3-4": (dict(SD, module__student_stages=(3, 4), **OLD_NET), 30),
+    # speed: fewer / narrower 3-D stages, fewer bands in (no SD, then SD)
+    "no SD, 2 3-D stages (8, 16)": (dict(self_distillation=False, **TWO_STAGES), 30),
+    "no SD, 3-D (8, 16, 16)": (dict(self_distillation=False, module__conv3d_channels=(8, 16, 16),
+                                    module__spectral_kernels=(7, 5, 3)), 30),
     "no SD, PCA 15": (dict(self_distillation=False, **OLD_NET), 15),
-    "no SD, PCA 15, 2 3-D stages": (dict(self_distillation=False, conv3d_channels=(8, 16),
-                                         spectral_kernels=(7, 5)), 15),
+    "no SD, PCA 15, 2 3-D stages": (dict(self_distillation=False, **TWO_STAGES), 15),
     # the SD levers again on 15 PCA components (3.7x cheaper, as accurate)
-    "SD, old defaults, PCA 15": (dict(OLD_SD, **OLD_NET), 15),
-    "SD, mean, PCA 15": (dict(OLD_SD, student_reduction="mean", **OLD_NET), 15),
-    "SD, mean, bottleneck, PCA 15": (dict(OLD_SD, student_reduction="mean", student_hidden=64,
-                                          **OLD_NET), 15),
-    "SD, mean, bottleneck, warm-up, PCA 15": (dict(OLD_SD, student_reduction="mean",
-                                                   student_hidden=64, distill_warmup=0.5,
-                                                   **OLD_NET), 15),
-    "SD, sum, bottleneck, PCA 15": (dict(OLD_SD, student_hidden=64, **OLD_NET), 15),
-    "SD, mean, bottleneck, b=0, PCA 15": (dict(OLD_SD, student_reduction="mean",
-                                               student_hidden=64, distill_weight=0.0,
+    "SD, mean, bottleneck, PCA 15": (dict(SD, **OLD_NET), 15),
+    "SD, mean, bottleneck, b=0, PCA 15": (dict(SD, criterion__distill_weight=0.0, **OLD_NET), 15),
+    "SD, mean, bottleneck, T=2, PCA 15": (dict(SD, criterion__distill_temperature=2.0,
                                                **OLD_NET), 15),
-    "SD, mean, bottleneck, T=2, PCA 15": (dict(OLD_SD, student_reduction="mean",
-                                               student_hidden=64, distill_temperature=2.0,
-                                               **OLD_NET), 15),
-    "SD, linear student on stage 4, PCA 15": (dict(OLD_SD, student_stages=(4,), **OLD_NET), 15),
-    "SD, linear student on stage 3, PCA 15": (dict(OLD_SD, student_stages=(3,), **OLD_NET), 15),
     # the noise floor of a paired difference: the same row, another network initialisation
     "no SD, PCA 15, other init": (dict(self_distillation=False, _init=100, **OLD_NET), 15),
-    "SD, mean, bottleneck, PCA 15, other init": (dict(OLD_SD, student_reduction="mean",
-                                                      student_hidden=64, _init=100, **OLD_NET), 15),
-    # the shared training-recipe levers, on SDHSI-Net with the new self-distillation
-    "SD new, PCA 15, augment": (dict(NEW_SD, augment=True, **OLD_NET), 15),
-    "SD new, PCA 15, adamw 1e-2": (dict(NEW_SD, optimizer="adamw", weight_decay=1e-2,
-                                        **OLD_NET), 15),
-    "SD new, PCA 15, cosine": (dict(NEW_SD, lr_schedule="cosine", **OLD_NET), 15),
-    "SD new, PCA 15, label smoothing 0.1": (dict(NEW_SD, label_smoothing=0.1, **OLD_NET), 15),
+    "SD, mean, bottleneck, PCA 15, other init": (dict(SD, _init=100, **OLD_NET), 15),
+    # the shared training-recipe levers, on SDHSI-Net with self-distillation
+    "SD new, PCA 15, augment": (dict(SD, augment=True, **OLD_NET), 15),
+    "SD new, PCA 15, adamw 1e-2": (dict(SD, optimizer="adamw", weight_decay=1e-2, **OLD_NET), 15),
+    "SD new, PCA 15, cosine": (dict(SD, lr_schedule="cosine", **OLD_NET), 15),
+    "SD new, PCA 15, label smoothing 0.1": (dict(SD, label_smoothing=0.1, **OLD_NET), 15),
     "no SD, PCA 15, all four": (dict(self_distillation=False, augment=True, optimizer="adamw",
                                      weight_decay=1e-2, lr_schedule="cosine",
                                      label_smoothing=0.1, **OLD_NET), 15),
     "no SD, PCA 15, augment": (dict(self_distillation=False, augment=True, **OLD_NET), 15),
-    "SD new, PCA 15, all four": (dict(NEW_SD, augment=True, optimizer="adamw", weight_decay=1e-2,
+    "SD new, PCA 15, all four": (dict(SD, augment=True, optimizer="adamw", weight_decay=1e-2,
                                       lr_schedule="cosine", label_smoothing=0.1, **OLD_NET), 15),
     "SD, new defaults": (dict(self_distillation=True, _defaults=True), 30),
     "no SD, new defaults": (dict(self_distillation=False, _defaults=True), 30),
@@ -127,7 +96,7 @@ ROWS = {
 
 def inner_folds(data_home, seed):
     """The scene's training patches and their 3 spatial inner folds (test pixels never read)."""
-    _, X, y, folds = bench_recipe.inner_folds(data_home, seed)
+    _, X, y, folds, _ = bench_recipe.inner_folds(data_home, seed)
     return X, y, folds
 
 

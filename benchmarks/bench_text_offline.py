@@ -37,7 +37,7 @@ def time_failure():
     rng = np.random.RandomState(0)
     X = rng.normal(size=(12, 65, 5, 5)).astype(np.float32)
     y = np.array(NAMES)[np.arange(12) % 6]
-    clf = MMLGNetClassifier(clip_pretrained="openai", cache_dir=False, max_epochs=1)
+    clf = MMLGNetClassifier(clip_pretrained="openai", max_epochs=1)
     start = time.perf_counter()
     try:
         clf.fit(X, y)
@@ -48,7 +48,9 @@ def time_failure():
 
 def main():
     with tempfile.TemporaryDirectory() as hf_home:
-        os.environ.update(HF_HOME=hf_home, HF_HUB_CACHE=os.path.join(hf_home, "hub"))
+        # Empty weight and text caches: nothing is found on disk.
+        os.environ.update(HF_HOME=hf_home, HF_HUB_CACHE=os.path.join(hf_home, "hub"),
+                          MMLGNET_CACHE=os.path.join(hf_home, "text"))
         os.environ.pop("HF_HUB_OFFLINE", None)
         probe = time_failure()
         os.environ["HF_HUB_OFFLINE"] = "1"

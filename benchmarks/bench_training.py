@@ -34,7 +34,9 @@ def data(n, bands=65, P=11, n_classes=6, seed=0):
 
 def plain_loop(X, y, emb, epochs, batch_size):
     torch.manual_seed(0)
-    module = MMLGNetModule(X.shape[1] - 1, 1, torch.as_tensor(emb))
+    # the module of the earlier recipe (EARLIER_RECIPE's module__ parameters)
+    module = MMLGNetModule(X.shape[1] - 1, 1, torch.as_tensor(emb), spectral_channels=(),
+                           class_bias=False)
     opt = torch.optim.Adam(module.parameters(), lr=5e-4)
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(torch.as_tensor(X), torch.as_tensor(y)),
@@ -53,7 +55,7 @@ def plain_loop(X, y, emb, epochs, batch_size):
 
 
 #: The recipe of the releases before the current defaults (what the plain loop does).
-EARLIER_RECIPE = dict(spectral_channels=(), class_bias=False, optimizer="adam",
+EARLIER_RECIPE = dict(module__spectral_channels=(), module__class_bias=False, optimizer="adam",
                       weight_decay=0.0, lr_schedule=None, augment=False, label_smoothing=0.0)
 
 
