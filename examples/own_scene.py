@@ -41,7 +41,9 @@ from sklearn_mmlgnet.io import read_scene, write_map
 QUICK = os.environ.get("MMLGNET_EXAMPLE_QUICK") == "1"
 out = Path(os.environ.get("MMLGNET_EXAMPLE_OUT", "own_scene_out"))
 out.mkdir(parents=True, exist_ok=True)
-IDTREES = Path(__file__).resolve().parents[2] / "shared" / "data" / "idtrees2020_train"
+# sphinx-gallery runs an example from its own folder and without __file__
+HERE = Path(globals().get("__file__", "own_scene.py")).resolve().parent
+IDTREES = HERE.parents[1] / "shared" / "data" / "idtrees2020_train"
 
 
 def idtrees_inputs():
@@ -131,10 +133,8 @@ print("Open", map_path, "in QGIS: a paletted layer whose legend names the classe
 
 # %%
 # The map next to the held-out labels it was scored on.
-import matplotlib.pyplot as plt  # noqa: E402
-
 from sklearn_mmlgnet.plotting import plot_classification_map  # noqa: E402
 
-plot_classification_map(pred, np.where(known, truth, 0), class_names=names,
-                        title="Predicted map | held-out labels")
-plt.show()
+fig = plot_classification_map(pred, np.where(known, truth, 0), class_names=names,
+                              path=out / "own_scene_map.png",
+                              title="Predicted map | held-out labels")

@@ -24,7 +24,8 @@ def _error_line(capsys):
 def test_benchmark_methods_matching_nothing_lists_the_methods(tmp_path, capsys, monkeypatch):
     from sklearn_mmlgnet import benchmark
 
-    monkeypatch.setattr(benchmark, "load_dataset", lambda *a, **k: pytest.fail("data was read"))
+    monkeypatch.setattr(benchmark._run, "load_dataset",
+                        lambda *a, **k: pytest.fail("data was read"))
     code = main(["benchmark", "--dataset", "synthetic", "--out", str(tmp_path / "o"),
                  "--methods", "Nope", "nothing"])
     assert code == 2
@@ -74,7 +75,8 @@ def test_unavailable_text_encoder_exits_4_before_reading_data(tmp_path, capsys, 
 
     # Not in the local cache, and offline (the test conftest sets HF_HUB_OFFLINE=1).
     monkeypatch.setattr(text, "_cached_clip_file", lambda cfg, cache_dir: None)
-    monkeypatch.setattr(benchmark, "load_dataset", lambda *a, **k: pytest.fail("data was read"))
+    monkeypatch.setattr(benchmark._run, "load_dataset",
+                        lambda *a, **k: pytest.fail("data was read"))
     code = main(["benchmark", "--dataset", "synthetic", "--text-encoder", "open_clip",
                  "--out", str(tmp_path)])
     assert code == 4

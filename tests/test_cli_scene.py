@@ -171,7 +171,8 @@ def test_local_dask_cluster_map_equals_the_single_process_map(tmp_path, capsys):
     mpath = str(save_model(model, tmp_path / "m.safetensors"))
     local = predict_raster(model, h, l, tmp_path / "local.tif", block_size=16, proba=True,
                            progress=False)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+    # one worker process, two threads: its tiles run side by side on one unpickled model
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
         on_dask = predict_raster(model, h, l, tmp_path / "dask.tif", block_size=16, proba=True,
