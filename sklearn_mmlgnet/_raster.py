@@ -2,8 +2,9 @@
 
 Every read failure names the file and the role it plays (``hsi``, ``lidar``,
 ``labels``); nodata, masked and non-finite values come back as NaN; label
-rasters must hold whole numbers; maps are written with their side files through
-:func:`sklearn_mmlgnet._io.atomic_paths`.
+rasters must hold whole numbers; maps are written tile by tile into a staged
+GeoTIFF, copied into a Cloud-Optimized GeoTIFF and published with their side
+files through :func:`sklearn_mmlgnet._io.atomic_paths`.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 import rasterio
-from rasterio.enums import MaskFlags
+import rasterio.shutil
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.windows import Window
 
-from ._io import atomic_paths
+from ._io import _new_temporary, atomic_paths
 from .plotting import class_colors
 
 MAX_CODE = 2**31 - 1  # label codes beyond this are refused
@@ -32,8 +34,9 @@ def crs_text(crs):
     return f"EPSG:{epsg}" if epsg else crs.to_string()[:80]
 
 
-def check_same_grid(ref, ref_role, src, role):
-    """Raise a ValueError naming both files if ``src`` is not on ``ref``'s grid."""
+def grid_problems(ref, src):
+    """What differs between the grids of ``src`` and ``ref`` (anything with ``crs``,
+    ``transform``, ``height`` and ``width``): a list of phrases, empty when they agree."""
     problems = []
     if (ref.crs is None) != (src.crs is None) or (ref.crs is not None and ref.crs != src.crs):
         problems.append(f"CRS {crs_text(src.crs)} vs {crs_text(ref.crs)}")
@@ -43,10 +46,17 @@ def check_same_grid(ref, ref_role, src, role):
     if not np.allclose(tuple(src.transform)[:6], tuple(ref.transform)[:6], rtol=0, atol=tol):
         problems.append(f"transform {tuple(round(v, 6) for v in tuple(src.transform)[:6])} vs "
                         f"{tuple(round(v, 6) for v in tuple(ref.transform)[:6])}")
+    return problems
+
+
+def check_same_grid(ref, ref_role, src, role):
+    """Raise a ValueError naming both files if ``src`` is not on ``ref``'s grid."""
+    problems = grid_problems(ref, src)
     if problems:
         raise ValueError(
             f"{role} {src.name} is not on the grid of {ref_role} {ref.name}: "
-            + "; ".join(problems) + ". Resample/reproject it onto the same grid first "
+            + "; ".join(problems) + ". Pass resample_to='hsi' (or 'lidar', or a pixel size) to "
+            "resample it while reading, or resample/reproject it onto the same grid first "
             "(e.g. gdalwarp -tr/-te/-t_srs).")
 
 
@@ -109,8 +119,9 @@ def is_gdal_error(exc):
         type(exc).__module__.startswith("rasterio")
 
 
-def read_raw(src, indexes, window, role, masks=False):
-    """``src.read`` (or ``read_masks``), a failure naming the file and ``role``."""
+def read_raw(src, indexes, window, role, masks=False, name=None):
+    """``src.read`` (or ``read_masks``), a failure naming the file (``name``, else
+    ``src.name``) and ``role``."""
     try:
         if masks:
             return src.read_masks(indexes, window=window)
@@ -119,8 +130,8 @@ def read_raw(src, indexes, window, role, masks=False):
         if not is_gdal_error(exc):
             raise
         detail = " ".join(str(exc.__cause__ or exc).split())
-        raise ValueError(f"{role}: {src.name} could not be read ({detail}); the file may be "
-                         "truncated or corrupt.") from None
+        raise ValueError(f"{role}: {name or src.name} could not be read ({detail}); the file may "
+                         "be truncated or corrupt.") from None
 
 
 def invalid_mask(src, i, raw, window, role):
@@ -157,9 +168,13 @@ def read_block(src, indexes, window, role):
     return np.moveaxis(data, 0, -1)
 
 
-def read_labels(src, window, role):
-    """Band 1 as int64 codes: nodata, masked, non-finite and negative values are 0."""
-    raw = read_raw(src, [1], window, role)[0]
+def read_labels(src, window, role, name=None):
+    """Band 1 as int64 codes: nodata, masked, non-finite and negative values are 0.
+
+    Errors name ``name`` (the file a warped dataset reads), else ``src.name``.
+    """
+    name = name or src.name
+    raw = read_raw(src, [1], window, role, name=name)[0]
     bad = invalid_mask(src, 1, raw, window, role)
     bad = np.zeros(raw.shape, bool) if bad is None else bad
     if raw.dtype.kind == "f":
@@ -168,13 +183,13 @@ def read_labels(src, window, role):
         if frac.any():
             r, c = np.argwhere(frac)[0]
             raise ValueError(
-                f"{role}: {src.name} holds non-integer values ({int(frac.sum())} pixels, e.g. "
+                f"{role}: {name} holds non-integer values ({int(frac.sum())} pixels, e.g. "
                 f"{raw[r, c].item()!r} at row {r}, col {c}); class codes must be whole numbers. "
                 "A label raster resampled with bilinear or cubic interpolation mixes classes: "
                 "resample it with nearest neighbour.")
     top = raw[~bad].max(initial=0)
     if top > MAX_CODE:
-        raise ValueError(f"{role}: {src.name} holds class code {top.item()!r}; codes must be "
+        raise ValueError(f"{role}: {name} holds class code {top.item()!r}; codes must be "
                          f"at most {MAX_CODE}.")
     labels = np.where(bad, 0, raw).astype(np.int64)
     labels[labels < 0] = 0
@@ -266,13 +281,76 @@ def _pam_xml(class_names, max_code):
             + "    </CategoryNames>\n  </PAMRasterBand>\n</PAMDataset>\n")
 
 
-def _map_profile(crs, transform, shape, dtype, count, nodata):
+#: Side of the maps' tiles; overviews are added until the smallest fits in one tile.
+BLOCK = 256
+#: How probabilities may be stored: float32, or uint8 with p = value / PROBA_STEPS.
+PROBA_DTYPES = ("float32", "uint8")
+PROBA_STEPS = 254
+PROBA_NODATA_UINT8 = 255
+
+
+def check_proba_dtype(proba_dtype):
+    if not isinstance(proba_dtype, str) or proba_dtype not in PROBA_DTYPES:
+        raise ValueError(
+            f"proba_dtype must be one of {PROBA_DTYPES}; got {proba_dtype!r}. (float16 is not "
+            "offered: GDAL before 3.11 has no Float16 rasters.)")
+    return proba_dtype
+
+
+def cog_available():
+    """Whether GDAL has its COG driver (GDAL >= 3.1)."""
+    with rasterio.Env() as env:
+        return "COG" in env.drivers()
+
+
+def _stage_profile(crs, transform, shape, dtype, count, nodata):
+    """A tiled GeoTIFF written tile by tile, copied into the COG at the end: fast deflate."""
     profile = dict(driver="GTiff", height=shape[0], width=shape[1], count=count, dtype=dtype,
-                   crs=crs, nodata=nodata, compress="deflate", tiled=True,
-                   blockxsize=256, blockysize=256, BIGTIFF="IF_SAFER")
+                   crs=crs, nodata=nodata, compress="deflate", zlevel=1, tiled=True,
+                   blockxsize=BLOCK, blockysize=BLOCK, BIGTIFF="IF_SAFER")
     if transform is not None:
         profile["transform"] = transform
     return profile
+
+
+def overview_factors(height, width, block=BLOCK):
+    """2, 4, 8... until the overview fits in one tile (as the COG driver's default)."""
+    factors, f = [], 2
+    while -(-max(height, width) // (f // 2)) > block:  # the level above is still over a tile
+        factors.append(f)
+        f *= 2
+    return factors
+
+
+def _publish_cog(stage, out, resampling, predictor=False):
+    """Copy the staged GeoTIFF ``stage`` to ``out`` as a Cloud-Optimized GeoTIFF.
+
+    Tiled, deflate-compressed, with internal overviews built with ``resampling``
+    (MODE for class codes, never an average of them). Without GDAL's COG driver:
+    a tiled GeoTIFF with the same internal overviews.
+    """
+    options = dict(COMPRESS="DEFLATE", BIGTIFF="IF_SAFER", PREDICTOR="YES" if predictor else "NO")
+    if cog_available():
+        rasterio.shutil.copy(stage, out, driver="COG", BLOCKSIZE=BLOCK,
+                             OVERVIEW_RESAMPLING=resampling, **options)
+        return
+    with rasterio.Env(COMPRESS_OVERVIEW="DEFLATE"), rasterio.open(stage, "r+") as ds:
+        factors = overview_factors(ds.height, ds.width)
+        if factors:
+            ds.build_overviews(factors, Resampling[resampling.lower()])
+    options["PREDICTOR"] = 3 if predictor else 1
+    rasterio.shutil.copy(stage, out, driver="GTiff", TILED="YES", BLOCKXSIZE=BLOCK,
+                         BLOCKYSIZE=BLOCK, COPY_SRC_OVERVIEWS="YES", **options)
+
+
+def write_proba(dst, prob, window=None):
+    """Write probabilities (K, rows, cols), NaN = nodata, in ``dst``'s dtype (float32 or
+    uint8 steps of 1 / PROBA_STEPS with nodata PROBA_NODATA_UINT8)."""
+    if dst.dtypes[0] == "uint8":
+        with np.errstate(invalid="ignore"):
+            prob = np.where(np.isnan(prob), PROBA_NODATA_UINT8,
+                            np.round(np.clip(prob, 0, 1) * PROBA_STEPS)).astype(np.uint8)
+    dst.write(prob, window=window)
 
 
 def _map_dtype(max_code):
@@ -294,41 +372,75 @@ def _write_error(path, exc):
 
 
 @contextlib.contextmanager
-def map_writer(path, crs, transform, shape, class_names, codes, n_proba=0, proba_names=None,
-                labels=None):
-    """Open temporary GeoTIFF(s) for a map (and probabilities); publish them only on success.
+def _staging(paths):
+    """Hidden temporary files beside ``paths`` for the tile-by-tile writing; always removed.
 
-    Yields ``(dst, proba_dst)``; ``proba_dst`` is None without probabilities. The
-    class names go in the ``CLASS_NAMES`` tag and, as GDAL category names, in the
-    ``.aux.xml`` beside the map; the map, its ``.aux.xml`` and the probabilities are
-    renamed into place together at the end (the map last). A failure to write
-    (disk full) is an OSError naming the map.
+    Named like :func:`~sklearn_mmlgnet._io.atomic_paths`' temporaries, so that
+    those a killed process leaves are removed by the next write of the map.
+    """
+    stages = []
+    try:
+        for p in paths:
+            stages.append(str(_new_temporary(Path(p))))
+        yield stages
+    finally:
+        for t in stages:
+            for f in (t, t + ".aux.xml", t + ".ovr"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(f)
+
+
+@contextlib.contextmanager
+def map_writer(path, crs, transform, shape, class_names, codes, n_proba=0, proba_names=None,
+               labels=None, proba_dtype="float32"):
+    """Open GeoTIFF(s) for a map (and probabilities); publish them as COGs only on success.
+
+    Yields ``(dst, proba_dst)``, tiled GeoTIFFs to write tile by tile (``proba_dst``
+    is None without probabilities; write to it with :func:`write_proba`). At the
+    end each is copied into a Cloud-Optimized GeoTIFF (:func:`_publish_cog`: the
+    map's overviews by MODE, the probabilities' by AVERAGE) under a temporary name.
+    The class names go in the ``CLASS_NAMES`` tag and, as GDAL category names, in
+    the ``.aux.xml`` beside the map; the map, its ``.aux.xml`` and the
+    probabilities are renamed into place together at the end (the map last). A
+    failure to write (disk full) is an OSError naming the map.
     """
     path = Path(path)
     max_code = max([0, *codes, *class_names])
     dtype = _map_dtype(max_code)
+    check_proba_dtype(proba_dtype)
     names = {int(c): class_names.get(int(c), str(c)) for c in codes if c > 0}
     tags = dict(CLASS_NAMES=json.dumps({str(k): v for k, v in sorted(names.items())}),
                 NODATA_MEANING="0 = nodata / not classified")
     if labels:
         tags["CLASS_LABELS"] = json.dumps({str(k): str(v) for k, v in sorted(labels.items())})
-    with atomic_paths(map_outputs(path, n_proba)) as tmps, contextlib.ExitStack() as stack:
+    outputs = map_outputs(path, n_proba)
+    with atomic_paths(outputs) as tmps, _staging([outputs[0], *outputs[2:]]) as stages, \
+            contextlib.ExitStack() as stack:
         try:
             dst = stack.enter_context(rasterio.open(
-                tmps[0], "w", **_map_profile(crs, transform, shape, dtype, 1, 0)))
+                stages[0], "w", **_stage_profile(crs, transform, shape, dtype, 1, 0)))
             dst.write_colormap(1, _colormap(names))
             dst.update_tags(**tags)
             dst.set_band_description(1, "class")
             proba_dst = None
             if n_proba:
-                proba_dst = stack.enter_context(rasterio.open(
-                    tmps[2], "w", **_map_profile(crs, transform, shape, "float32", n_proba,
-                                                 float("nan"))))
+                u8 = proba_dtype == "uint8"
+                proba_dst = stack.enter_context(rasterio.open(stages[1], "w", **_stage_profile(
+                    crs, transform, shape, proba_dtype, n_proba,
+                    PROBA_NODATA_UINT8 if u8 else float("nan"))))
                 for k, name in enumerate(proba_names or [], start=1):
                     proba_dst.set_band_description(k, f"P({name})")
                 proba_dst.update_tags(CLASS_NAMES=tags["CLASS_NAMES"])
+                if u8:  # GDAL (QGIS, gdal_translate -unscale) reads p = value * scale back
+                    proba_dst.scales = (1 / PROBA_STEPS,) * n_proba
+                    proba_dst.offsets = (0.0,) * n_proba
+                    proba_dst.update_tags(PROBA_ENCODING=f"p = value / {PROBA_STEPS}; "
+                                          f"{PROBA_NODATA_UINT8} = nodata")
             yield dst, proba_dst
             stack.close()  # flushes the GeoTIFFs: where a full disk shows
+            _publish_cog(stages[0], tmps[0], "MODE")
+            if n_proba:
+                _publish_cog(stages[1], tmps[2], "AVERAGE", predictor=proba_dtype != "uint8")
             # Category names live in .aux.xml for GTiff; published with the map.
             Path(tmps[1]).write_text(_pam_xml(names, max_code), encoding="utf-8")
         except Exception as exc:

@@ -9,6 +9,7 @@ returned. Also the check of a scene's band statistics against the training range
 from __future__ import annotations
 
 import contextlib
+import numbers
 import warnings
 
 import numpy as np
@@ -16,6 +17,7 @@ from rasterio.windows import Window
 
 from ._io import gdal_env, open_raster
 from ._raster import band_indexes, read_block
+from ._warp import read_on_grid
 from .prediction import predict_scene, predict_scene_proba
 
 # GDAL's block cache defaults to 5 % of RAM and fills with every block read or
@@ -40,6 +42,44 @@ def model_codes(model):
     if classes.dtype.kind in "iu" and classes.min() >= 1 and classes.max() <= 65535:
         return classes, classes.astype(np.int64)
     return classes, np.arange(1, len(classes) + 1)
+
+def model_patch_size(estimator, info, patch_size):
+    if patch_size is not None:
+        if not isinstance(patch_size, numbers.Integral) or patch_size < 1 or patch_size % 2 == 0:
+            raise ValueError(f"patch_size must be an odd int >= 1; got {patch_size!r}.")
+        return int(patch_size)
+    if info.get("patch_size"):
+        return int(info["patch_size"])
+    est = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    if getattr(est, "patch_size_", None):
+        return int(est.patch_size_)
+    raise ValueError("patch_size is not recorded in the model; pass patch_size.")
+
+
+def check_model_bands(estimator, info, n_hsi, n_lidar, hsi_name):
+    want = (info.get("n_hsi_bands"), info.get("n_lidar_bands"))
+    n_in = getattr(estimator, "n_features_in_", None)
+    if want[0] is not None and (want[0], want[1]) != (n_hsi, n_lidar):
+        raise ValueError(
+            f"the model was fitted on {want[0]} HSI + {want[1]} LiDAR bands but {hsi_name} and "
+            f"the LiDAR rasters given have {n_hsi} HSI + {n_lidar} LiDAR bands.")
+    if n_in is not None and n_in != n_hsi + n_lidar:
+        raise ValueError(
+            f"the model was fitted on {n_in} bands (HSI + LiDAR) but {hsi_name} and the LiDAR "
+            f"rasters given have {n_hsi} + {n_lidar} = {n_hsi + n_lidar}.")
+
+
+def check_block_size(block_size):
+    if isinstance(block_size, numbers.Integral) and not isinstance(block_size, bool):
+        block_size = (block_size, block_size)
+    try:
+        block_size = tuple(int(b) for b in block_size)
+    except (TypeError, ValueError):
+        block_size = ()
+    if len(block_size) != 2 or min(block_size) < 1:
+        raise ValueError(f"block_size must be a positive int or (rows, cols); got {block_size!r}.")
+    return block_size
+
 
 def fill_values(estimator, info, n_bands):
     """Per-band values standing in for nodata inside patches (see module notes)."""
@@ -68,8 +108,11 @@ def training_statistics(estimator, info):
         return np.asarray(first.mean_, float), np.asarray(first.scale_, float)
     return None
 
-def sample_pixels(srcs_indexes, shape, n=4, side=64):
-    """Pixels of up to n x n windows of side px spread over the scene: (pixels, bands)."""
+def sample_pixels(srcs_indexes, shape, n=4, side=64, grid=None, resampling="bilinear"):
+    """Pixels of up to n x n windows of side px spread over the scene: (pixels, bands).
+
+    With ``grid``, the rasters are read onto it (see :func:`read_on_grid`).
+    """
     H, W = shape
     rows = np.unique(np.linspace(0, max(H - side, 0), n).astype(int))
     cols = np.unique(np.linspace(0, max(W - side, 0), n).astype(int))
@@ -77,8 +120,9 @@ def sample_pixels(srcs_indexes, shape, n=4, side=64):
     for r in rows:
         for c in cols:
             win = Window(int(c), int(r), min(side, W - int(c)), min(side, H - int(r)))
-            cube = np.concatenate([read_block(s, idx, win, role) for s, idx, role in srcs_indexes],
-                                  axis=-1)
+            cube = np.concatenate([read_block(s, idx, win, role) if grid is None else
+                                   read_on_grid(s, idx, grid, win, role, resampling)
+                                   for s, idx, role in srcs_indexes], axis=-1)
             blocks.append(cube.reshape(-1, cube.shape[-1]))
     return np.concatenate(blocks)
 
@@ -115,10 +159,11 @@ def tiles_of(height, width, block_size):
             yield (r0, min(height, r0 + rows)), (c0, min(width, c0 + cols))
 
 def predict_tile(model, hsi_path, lidar_paths, tile, patch_size, bands, batch_size, proba,
-                  fill):
+                 fill, grid=None, resampling="bilinear"):
     """Predict one tile of the map, reading the tile and its halo from the rasters.
 
-    Runs in the driver or on a dask worker (only paths and the tile travel).
+    Runs in the driver or on a dask worker (only paths, the tile and the grid travel).
+    With ``grid``, the tile is of that grid and the rasters are resampled onto it.
     Returns ``(tile, codes, probabilities or None)``.
     """
     (r0, r1), (c0, c1) = tile
@@ -129,11 +174,18 @@ def predict_tile(model, hsi_path, lidar_paths, tile, patch_size, bands, batch_si
         srcs = [stack.enter_context(open_raster(p, "lidar")) for p in lidar_paths]
         # The halo reaches into the scene only: beyond its border, predict_scene pads
         # the chunk exactly as it pads the full scene.
-        ra, rb = max(0, r0 - h), min(ref.height, r1 + h)
-        ca, cb = max(0, c0 - h), min(ref.width, c1 + h)
+        H, W = (ref.height, ref.width) if grid is None else (grid.height, grid.width)
+        ra, rb = max(0, r0 - h), min(H, r1 + h)
+        ca, cb = max(0, c0 - h), min(W, c1 + h)
         win = Window(ca, ra, cb - ca, rb - ra)
-        hsi = read_block(ref, band_indexes(bands, ref.count, "hsi"), win, "hsi")
-        parts = [read_block(s, list(range(1, s.count + 1)), win, "lidar") for s in srcs]
+
+        def read(src, indexes, role):
+            if grid is None:
+                return read_block(src, indexes, win, role)
+            return read_on_grid(src, indexes, grid, win, role, resampling)
+
+        hsi = read(ref, band_indexes(bands, ref.count, "hsi"), "hsi")
+        parts = [read(s, list(range(1, s.count + 1)), "lidar") for s in srcs]
     lidar = np.concatenate(parts, axis=-1) if parts else np.zeros(hsi.shape[:2] + (0,), np.float32)
     valid = np.isfinite(hsi).all(-1) & np.isfinite(lidar).all(-1)
     n_hsi = hsi.shape[2]

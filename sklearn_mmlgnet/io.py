@@ -1,10 +1,12 @@
 """A user's own rasters in, georeferenced maps out (rasterio / GDAL).
 
-:func:`read_scene` reads a co-registered hyperspectral raster, optional LiDAR
-rasters and optional labels (a label raster, or polygons in a shapefile /
-GeoJSON rasterised onto the scene grid) into the scene Bunch the loaders return.
-:func:`write_map` writes a classification map as a GeoTIFF that QGIS opens with
-the scene's coordinates, a colour table and the class names in its legend.
+:func:`read_scene` reads a hyperspectral raster, optional LiDAR rasters and
+optional labels (a label raster, or polygons in a shapefile / GeoJSON rasterised
+onto the scene grid) into the scene Bunch the loaders return; rasters on other
+grids are resampled onto one with ``resample_to``.
+:func:`write_map` writes a classification map as a Cloud-Optimized GeoTIFF that
+QGIS opens with the scene's coordinates, a colour table and the class names in
+its legend.
 :func:`predict_raster` classifies a scene larger than memory tile by tile,
 reading each tile (with the halo its patches need) straight from the rasters
 and writing each tile of the map into the output GeoTIFF, on one machine or on
@@ -48,20 +50,24 @@ from ._raster import (
     MAX_CODE,
     as_path_list,
     band_indexes,
+    check_proba_dtype,
     check_same_grid,
+    grid_problems,
     map_outputs,
     map_writer,
     proba_path_for,
     raster_class_names,
-    read_block,
-    read_labels,
     window_in,
+    write_proba,
 )
 from ._tiles import (
     GDAL_CACHE_MB,
+    check_block_size,
+    check_model_bands,
     check_scene_statistics,
     fill_values,
     model_codes,
+    model_patch_size,
     run_tiles,
     sample_pixels,
     tiles_of,
@@ -69,6 +75,15 @@ from ._tiles import (
     unwrap,
 )
 from ._vector import pick_field, read_vector, to_grid_crs
+from ._warp import (
+    check_crs,
+    check_resample_to,
+    check_resampling,
+    labels_on_grid,
+    read_on_grid,
+    resampling_record,
+    target_grid,
+)
 
 __all__ = ["read_scene", "rasterize_labels", "write_map", "predict_raster", "proba_path_for",
            "model_codes"]
@@ -160,8 +175,9 @@ def _wavelengths(src, indexes):
         return None
 
 
-def read_scene(hsi, lidar=None, labels=None, *, bands=None, window=None, class_field=None):
-    """Read a co-registered HSI raster, LiDAR raster(s) and labels into a scene Bunch.
+def read_scene(hsi, lidar=None, labels=None, *, bands=None, window=None, class_field=None,
+               resample_to=None, resampling="bilinear"):
+    """Read an HSI raster, LiDAR raster(s) and labels onto one grid, into a scene Bunch.
 
     Parameters
     ----------
@@ -170,17 +186,28 @@ def read_scene(hsi, lidar=None, labels=None, *, bands=None, window=None, class_f
         anything else GDAL opens.
     lidar : str, Path or list of them, optional
         LiDAR rasters (DSM, CHM, intensity...), every band of each stacked in order.
-        They must share the HSI's CRS, transform and shape.
+        They must share the HSI's CRS, transform and shape, unless ``resample_to``.
     labels : str or Path, optional
-        A label raster on the same grid (band 1, integer codes; 0, negative and
-        nodata = unlabelled), or polygons in a ``.shp`` / ``.geojson`` with a class
-        attribute (see :func:`rasterize_labels`).
+        A label raster on the same grid, unless ``resample_to`` (band 1, integer
+        codes; 0, negative and nodata = unlabelled), or polygons in a ``.shp`` /
+        ``.geojson`` with a class attribute (see :func:`rasterize_labels`).
     bands : slice or sequence of int, optional
         0-based HSI bands to read (e.g. to drop water-absorption bands).
     window : rasterio Window or ((row0, row1), (col0, col1)), optional
-        Read only this part of the scene.
+        Read only this part of the scene (pixels of the target grid).
     class_field : str, optional
         Attribute of a vector label file holding the class.
+    resample_to : {None, "hsi", "lidar"} or float, default=None
+        The grid every raster is read onto, with GDAL's warper (a rasterio
+        ``WarpedVRT``; a CRS other than the grid's is reprojected): ``"hsi"`` the
+        HSI's grid, ``"lidar"`` the first LiDAR raster's, a float the HSI's CRS and
+        extent at that pixel size (in the CRS units). None: every raster must be
+        on the HSI's grid already; one that is not is refused.
+    resampling : {"bilinear", "cubic", "average", "nearest"}, default="bilinear"
+        The kernel for HSI and LiDAR bands resampled under ``resample_to``
+        (``"average"`` suits a much coarser grid). A label raster is always read with
+        nearest neighbour (a class code is never interpolated); polygons are
+        rasterised on the target grid.
 
     Returns
     -------
@@ -192,7 +219,10 @@ def read_scene(hsi, lidar=None, labels=None, *, bands=None, window=None, class_f
         (raster tags, ENVI ``class names``, GDAL category names, or the vector
         attribute), else ``{}``; ``crs``, ``transform`` (of the window),
         ``band_names``, ``wavelengths`` (from the bands' ``wavelength`` metadata, as
-        ENVI headers give it, else None), ``files`` and ``name``.
+        ENVI headers give it, else None), ``files``, ``name``, and ``resampling``:
+        None without ``resample_to``, else (JSON-ready, for a model to record)
+        ``{"resample_to": ..., "method": resampling, "labels": "nearest",
+        "warped": [the roles of the rasters that were resampled]}``.
 
     Raises
     ------
@@ -202,50 +232,71 @@ def read_scene(hsi, lidar=None, labels=None, *, bands=None, window=None, class_f
         A file cannot be read.
     ValueError
         A file is not a raster (or is truncated), the rasters are not on the same
-        grid, a label raster holds non-integer values, or the scene is larger than
-        the memory available (the message names the file and says what to do).
+        grid (without ``resample_to``), a label raster holds non-integer values, or
+        the scene is larger than the memory available (the message names the file
+        and says what to do); a bad ``resample_to`` or ``resampling``.
+
+    Notes
+    -----
+    Nodata stays nodata when resampling: nodata source pixels are left out of
+    the kernel, pixels outside a raster's footprint are nodata, and so is a pixel
+    whose centre falls in a nodata pixel of the source.
 
     Examples
     --------
     >>> import tempfile, numpy as np, rasterio
     >>> from rasterio.transform import from_origin
-    >>> path = tempfile.mkdtemp() + "/hsi.tif"
-    >>> with rasterio.open(path, "w", driver="GTiff", width=4, height=3, count=2,
-    ...                    dtype="int16", crs="EPSG:32617", nodata=-9999,
-    ...                    transform=from_origin(500000, 4100000, 1, 1)) as dst:
-    ...     dst.write(np.full((2, 3, 4), 100, dtype="int16"))
-    >>> scene = read_scene(path)
-    >>> scene.hsi.shape, scene.lidar.shape, scene.crs.to_epsg()
-    ((3, 4, 2), (3, 4, 0), 32617)
+    >>> folder = tempfile.mkdtemp()
+    >>> def write(name, size, pixel):
+    ...     with rasterio.open(f"{folder}/{name}", "w", driver="GTiff", width=size,
+    ...                        height=size, count=1, dtype="float32", crs="EPSG:32617",
+    ...                        transform=from_origin(500000, 4100000, pixel, pixel)) as dst:
+    ...         dst.write(np.ones((1, size, size), "float32"))
+    ...     return f"{folder}/{name}"
+    >>> hsi, chm = write("hsi.tif", 4, 1.0), write("chm.tif", 8, 0.5)  # 1 m and 0.5 m
+    >>> scene = read_scene(hsi, chm, resample_to="hsi")
+    >>> scene.hsi.shape, scene.lidar.shape, scene.resampling["warped"]
+    ((4, 4, 1), (4, 4, 1), ['lidar'])
+    >>> read_scene(hsi, chm, resample_to="lidar").hsi.shape
+    (8, 8, 1)
     """
     lidar_paths = as_path_list(lidar, "lidar")
     if labels is not None and not isinstance(labels, (str, os.PathLike)):
         raise TypeError(f"labels must be a path; got {type(labels).__name__}.")
+    resample_to, resampling = check_resample_to(resample_to), check_resampling(resampling)
     with gdal_env(), contextlib.ExitStack() as stack:
         ref = stack.enter_context(open_raster(hsi, "hsi"))
-        win = window_in(window, ref.height, ref.width)
         lidar_srcs, roles = [], []
         for k, p in enumerate(lidar_paths):
             roles.append("lidar" if len(lidar_paths) == 1 else f"lidar[{k}]")
             src = stack.enter_context(open_raster(p, roles[-1]))
-            check_same_grid(ref, "hsi", src, roles[-1])
+            if resample_to is None:
+                check_same_grid(ref, "hsi", src, roles[-1])
             lidar_srcs.append(src)
         label_src = None
         is_vector = labels is not None and Path(labels).suffix.lower() in VECTOR_SUFFIXES
         if labels is not None and not is_vector:
             label_src = stack.enter_context(open_raster(labels, "labels"))
-            check_same_grid(ref, "hsi", label_src, "labels")
+            if resample_to is None:
+                check_same_grid(ref, "hsi", label_src, "labels")
+        grid = target_grid(resample_to, ref, lidar_srcs)
+        win = window_in(window, grid.height, grid.width)
+        warped = [role for src, role in zip([ref, *lidar_srcs, label_src],
+                                            ["hsi", *roles, "labels"])
+                  if src is not None and grid_problems(grid, src)]
 
         indexes = band_indexes(bands, ref.count, f"hsi {ref.name}")
         n_lidar = sum(s.count for s in lidar_srcs)
         px = int(win.height) * int(win.width)
-        biggest = max(np.dtype(s.dtypes[0]).itemsize * s.count for s in [ref, *lidar_srcs])
+        # a raster read whole in its dtype, or (warped) twice as float32
+        biggest = max((8 if role in warped else np.dtype(s.dtypes[0]).itemsize) * s.count
+                      for s, role in zip([ref, *lidar_srcs], ["hsi", *roles]))
         check_fits_in_memory(
             px * (4 * (len(indexes) + n_lidar) + 9 + biggest),
             f"hsi {ref.name}: reading the scene whole ({int(win.height)} x {int(win.width)} px, "
             f"{len(indexes)} HSI + {n_lidar} LiDAR bands as float32)")
-        hsi_arr = read_block(ref, indexes, win, "hsi")
-        parts = [read_block(s, list(range(1, s.count + 1)), win, role)
+        hsi_arr = read_on_grid(ref, indexes, grid, win, "hsi", resampling)
+        parts = [read_on_grid(s, list(range(1, s.count + 1)), grid, win, role, resampling)
                  for s, role in zip(lidar_srcs, roles)]
         lidar_arr = (np.concatenate(parts, axis=-1) if parts
                      else np.zeros(hsi_arr.shape[:2] + (0,), np.float32))
@@ -253,21 +304,26 @@ def read_scene(hsi, lidar=None, labels=None, *, bands=None, window=None, class_f
 
         class_names, label_arr = {}, None
         if label_src is not None:
-            label_arr = read_labels(label_src, win, "labels")
+            label_arr = labels_on_grid(label_src, grid, win, "labels")
             class_names = raster_class_names(label_src)
         elif is_vector:
-            label_arr, class_names = rasterize_labels(labels, ref, class_field, window=win)
+            label_arr, class_names = rasterize_labels(labels, grid, class_field, window=win)
         band_names = [ref.descriptions[i - 1] or f"band {i}" for i in indexes]
         wavelengths = _wavelengths(ref, indexes)
-        crs, transform = ref.crs, window_transform(win, ref.transform)
+        crs, transform = grid.crs, window_transform(win, grid.transform)
         files = dict(hsi=str(ref.name), lidar=[str(s.name) for s in lidar_srcs],
                      labels=None if labels is None else str(Path(labels)))
+    how = ""
+    if warped:
+        onto = f"the {resample_to}" if isinstance(resample_to, str) else f"a {resample_to:g}-unit"
+        how = f", {', '.join(warped)} resampled ({resampling}) onto {onto} grid"
     return Bunch(hsi=hsi_arr, lidar=lidar_arr, labels=label_arr, valid_mask=valid,
                  class_names=class_names, crs=crs, transform=transform, band_names=band_names,
                  wavelengths=wavelengths, files=files, name=Path(files["hsi"]).stem,
+                 resampling=resampling_record(resample_to, resampling, warped),
                  DESCR=f"Scene read from {files['hsi']} ({hsi_arr.shape[0]} x "
                        f"{hsi_arr.shape[1]} px, {hsi_arr.shape[2]} HSI + "
-                       f"{lidar_arr.shape[2]} LiDAR bands).")
+                       f"{lidar_arr.shape[2]} LiDAR bands{how}).")
 
 
 def _check_class_names(class_names):
@@ -289,8 +345,8 @@ def _grid(like):
     return like.get("crs"), like.get("transform"), tuple(shape)
 
 
-def write_map(path, pred_map, like, class_names=None, proba=None):
-    """Write a classification map as a georeferenced GeoTIFF, whole or not at all.
+def write_map(path, pred_map, like, class_names=None, proba=None, *, proba_dtype="float32"):
+    """Write a classification map as a Cloud-Optimized GeoTIFF, whole or not at all.
 
     Parameters
     ----------
@@ -304,9 +360,16 @@ def write_map(path, pred_map, like, class_names=None, proba=None):
         ``{code: name}``, or names for codes 1..K. Codes without a name are named
         by their number.
     proba : array of shape (H, W, K), optional
-        Class probabilities, written as a K-band float32 GeoTIFF
-        ``<stem>_proba.tif`` beside the map (a GeoTIFF colour table needs a
-        single-band file); bands follow the sorted codes, NaN at nodata.
+        Class probabilities, written as a K-band GeoTIFF ``<stem>_proba.tif``
+        beside the map (a GeoTIFF colour table needs a single-band file); bands
+        follow the sorted codes, nodata where the map is 0.
+    proba_dtype : {"float32", "uint8"}, default="float32"
+        How the probabilities are stored: float32 (nodata NaN), or uint8, a
+        quarter of the size: ``p = value / 254`` (the bands' GDAL scale, which
+        QGIS and ``gdal_translate -unscale`` apply; rasterio's ``src.read`` does
+        not: multiply by ``src.scales``), 255 = nodata; rounding is within
+        ``1 / 508``.
+        (float16 is not offered: GDAL before 3.11 cannot write it.)
 
     Returns
     -------
@@ -318,6 +381,14 @@ def write_map(path, pred_map, like, class_names=None, proba=None):
     table (0 transparent), the class names as the ``CLASS_NAMES`` tag (JSON
     ``{code: name}``), and as GDAL category names in ``<map>.tif.aux.xml``: QGIS
     opens it as a paletted layer whose legend shows the class names.
+
+    Map and probabilities are Cloud-Optimized GeoTIFFs (GDAL's COG driver):
+    256 x 256 deflate-compressed tiles and internal overviews (halving until one
+    tile holds the whole), so QGIS or a web viewer draws a large map zoomed out
+    at once. The map's overviews take the most frequent class of each block
+    (``MODE``), never an average of class codes; the probabilities' overviews
+    average them. Without the COG driver (GDAL < 3.1) the files are tiled
+    GeoTIFFs with the same overviews.
 
     Examples
     --------
@@ -350,58 +421,23 @@ def write_map(path, pred_map, like, class_names=None, proba=None):
             raise ValueError(f"proba must have shape (H, W, K) with H x W = {pred_map.shape}; "
                              f"got {proba.shape}.")
         n_proba = proba.shape[2]
+    check_proba_dtype(proba_dtype)
     check_outputs({"path": path}, {"like": like if isinstance(like, (str, os.PathLike)) else None})
     pos = [c for c in codes if c > 0]
     with map_writer(path, crs, transform, shape, names, codes, n_proba,
-                     [names.get(c, str(c)) for c in pos][:n_proba]) as (dst, pdst):
+                    [names.get(c, str(c)) for c in pos][:n_proba],
+                    proba_dtype=proba_dtype) as (dst, pdst):
         dst.write(pred_map.astype(dst.dtypes[0]), 1)
         if pdst is not None:
-            pdst.write(np.moveaxis(np.where(pred_map[..., None] > 0, proba, np.nan), -1, 0))
+            write_proba(pdst, np.moveaxis(np.where(pred_map[..., None] > 0, proba, np.nan), -1, 0))
     return Path(path)
 
 
 # ----------------------------------------------------------- windowed predict
-def _model_patch_size(estimator, info, patch_size):
-    if patch_size is not None:
-        if not isinstance(patch_size, numbers.Integral) or patch_size < 1 or patch_size % 2 == 0:
-            raise ValueError(f"patch_size must be an odd int >= 1; got {patch_size!r}.")
-        return int(patch_size)
-    if info.get("patch_size"):
-        return int(info["patch_size"])
-    est = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
-    if getattr(est, "patch_size_", None):
-        return int(est.patch_size_)
-    raise ValueError("patch_size is not recorded in the model; pass patch_size.")
-
-
-def _check_model_bands(estimator, info, n_hsi, n_lidar, hsi_name):
-    want = (info.get("n_hsi_bands"), info.get("n_lidar_bands"))
-    n_in = getattr(estimator, "n_features_in_", None)
-    if want[0] is not None and (want[0], want[1]) != (n_hsi, n_lidar):
-        raise ValueError(
-            f"the model was fitted on {want[0]} HSI + {want[1]} LiDAR bands but {hsi_name} and "
-            f"the LiDAR rasters given have {n_hsi} HSI + {n_lidar} LiDAR bands.")
-    if n_in is not None and n_in != n_hsi + n_lidar:
-        raise ValueError(
-            f"the model was fitted on {n_in} bands (HSI + LiDAR) but {hsi_name} and the LiDAR "
-            f"rasters given have {n_hsi} + {n_lidar} = {n_hsi + n_lidar}.")
-
-
-def _check_block_size(block_size):
-    if isinstance(block_size, numbers.Integral) and not isinstance(block_size, bool):
-        block_size = (block_size, block_size)
-    try:
-        block_size = tuple(int(b) for b in block_size)
-    except (TypeError, ValueError):
-        block_size = ()
-    if len(block_size) != 2 or min(block_size) < 1:
-        raise ValueError(f"block_size must be a positive int or (rows, cols); got {block_size!r}.")
-    return block_size
-
-
 def predict_raster(model, hsi, lidar=None, out=None, *, patch_size=None, bands=None,
-                   block_size=256, batch_size=1024, proba=False, client=None, progress=True):
-    """Classify a whole scene from its rasters, tile by tile, into a GeoTIFF map.
+                   block_size=256, batch_size=1024, proba=False, client=None, progress=True,
+                   proba_dtype="float32", resample_to=None, resampling=None):
+    """Classify a whole scene from its rasters, tile by tile, into a COG map.
 
     Memory is flat in the scene size: each tile (``block_size`` pixels square plus
     a halo of ``patch_size // 2``) is read from the rasters, classified with
@@ -421,9 +457,10 @@ def predict_raster(model, hsi, lidar=None, out=None, *, patch_size=None, bands=N
     hsi : str or Path
         The HSI raster.
     lidar : str, Path or list of them, optional
-        LiDAR raster(s) on the same grid.
+        LiDAR raster(s) on the same grid, unless ``resample_to``.
     out : str or Path
-        The map GeoTIFF to write (see :func:`write_map`); with ``proba=True`` the
+        The map to write, a Cloud-Optimized GeoTIFF (see :func:`write_map`); with
+        ``proba=True`` the
         probabilities go to ``<stem>_proba.tif``. Refused before any work when it is
         an input or a folder; written to temporary files, renamed at the end.
     patch_size : int, optional
@@ -444,6 +481,16 @@ def predict_raster(model, hsi, lidar=None, out=None, *, patch_size=None, bands=N
         workers' glibc mmap threshold is raised to 32 MiB (see Notes).
     progress : bool, default=True
         A tqdm progress bar over the tiles.
+    proba_dtype : {"float32", "uint8"}, default="float32"
+        How probabilities are stored (see :func:`write_map`).
+    resample_to : {"hsi", "lidar"} or float, optional
+        Read the rasters onto this grid, tile by tile, and write the map on it (see
+        :func:`read_scene`). Default: the model's recorded choice
+        (``model.info["resampling"]``, what :func:`read_scene` returned at fit),
+        else none: the rasters must then share the HSI's grid.
+    resampling : {"bilinear", "cubic", "average", "nearest"}, optional
+        The kernel with ``resample_to``. Default: the model's recorded one, else
+        ``"bilinear"``.
 
     Returns
     -------
@@ -472,14 +519,19 @@ def predict_raster(model, hsi, lidar=None, out=None, *, patch_size=None, bands=N
         raise ValueError("out (the map GeoTIFF to write) is required.")
     estimator, info = unwrap(model)
     lidar_paths = as_path_list(lidar, "lidar")
-    block_size = _check_block_size(block_size)
+    block_size = check_block_size(block_size)
     if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) \
             or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}.")
     check_outputs(dict(zip(("out", "out's side file", "out's probabilities"),
                            map_outputs(out, proba))),
                   {"hsi": hsi, "lidar": lidar_paths})
-    P = _model_patch_size(estimator, info, patch_size)
+    P = model_patch_size(estimator, info, patch_size)
+    check_proba_dtype(proba_dtype)
+    recorded = info.get("resampling") if isinstance(info.get("resampling"), dict) else {}
+    resample_to = check_resample_to(recorded.get("resample_to") if resample_to is None
+                                    else resample_to)
+    resampling = check_resampling(resampling or recorded.get("method") or "bilinear")
     # Check the inputs once in the driver; workers open them by absolute path.
     with gdal_env(), contextlib.ExitStack() as stack:
         ref = stack.enter_context(open_raster(hsi, "hsi"))
@@ -487,18 +539,25 @@ def predict_raster(model, hsi, lidar=None, out=None, *, patch_size=None, bands=N
         for k, p in enumerate(lidar_paths):
             role = "lidar" if len(lidar_paths) == 1 else f"lidar[{k}]"
             src = stack.enter_context(open_raster(p, role))
-            check_same_grid(ref, "hsi", src, role)
+            if resample_to is None:
+                check_same_grid(ref, "hsi", src, role)
             n_lidar += src.count
             lidar_abs.append(str(Path(src.name).resolve()))
             srcs.append((src, list(range(1, src.count + 1)), role))
         indexes = band_indexes(bands, ref.count, f"hsi {ref.name}")
-        crs, transform, shape = ref.crs, ref.transform, (ref.height, ref.width)
+        grid = target_grid(resample_to, ref, [s for s, _, _ in srcs])
+        crs, transform, shape = grid.crs, grid.transform, (grid.height, grid.width)
+        if resample_to is None:
+            grid = None  # read every raster as it is
+        else:  # refused here rather than in the first tile
+            for src, _, role in [(ref, indexes, "hsi"), *srcs]:
+                check_crs(src, grid, role)
         hsi_path = str(Path(ref.name).resolve())
-        _check_model_bands(estimator, info, len(indexes), n_lidar, hsi_path)
+        check_model_bands(estimator, info, len(indexes), n_lidar, hsi_path)
         stats = training_statistics(estimator, info)
         if stats is not None:
-            check_scene_statistics(sample_pixels([(ref, indexes, "hsi"), *srcs], shape), stats,
-                                    hsi_path)
+            check_scene_statistics(sample_pixels([(ref, indexes, "hsi"), *srcs], shape, grid=grid,
+                                                 resampling=resampling), stats, hsi_path)
     if P > 2 * min(shape) - 1:
         raise ValueError(f"patch_size={P} is too large for the {shape[0]} x {shape[1]} scene.")
     fill = fill_values(estimator, info, len(indexes) + n_lidar)
@@ -509,20 +568,18 @@ def predict_raster(model, hsi, lidar=None, out=None, *, patch_size=None, bands=N
     tiles = list(tiles_of(shape[0], shape[1], block_size))
     args = (hsi_path, lidar_abs)
     kwargs = dict(patch_size=P, bands=bands, batch_size=batch_size, proba=bool(proba), fill=fill)
+    if grid is not None:
+        kwargs.update(grid=grid, resampling=resampling)
     bar = tqdm(total=len(tiles), unit="tile", desc="predict", disable=not progress)
     writer = map_writer(out, crs, transform, shape, names, codes.tolist(),
                         len(classes) if proba else 0, [names[int(c)] for c in codes],
-                        labels=relabelled)
+                        labels=relabelled, proba_dtype=proba_dtype)
     with gdal_env(GDAL_CACHEMAX=GDAL_CACHE_MB), writer as (dst, pdst):
         for (tr, tc), tile_codes, tile_prob in run_tiles(estimator, args, kwargs, tiles, client):
             win = Window(tc[0], tr[0], tc[1] - tc[0], tr[1] - tr[0])
             dst.write(tile_codes.astype(dst.dtypes[0]), 1, window=win)
             if pdst is not None:
-                pdst.write(np.moveaxis(tile_prob, -1, 0), window=win)
+                write_proba(pdst, np.moveaxis(tile_prob, -1, 0), window=win)
             bar.update(1)
     bar.close()
     return Path(out)
-
-
-
-
