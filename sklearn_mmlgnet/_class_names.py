@@ -113,3 +113,56 @@ def _check_distinct(labels, names):
                 f"(names {names[labels.index(seen[key])]!r} and {name!r}), so one of them could "
                 "never be predicted; give them distinct names with class_names=.")
         seen[key] = label
+
+
+def resolve_class_descriptions(classes, class_descriptions, owner="y"):
+    """Description sentences per class, in the order of ``classes``.
+
+    Parameters
+    ----------
+    classes : ndarray of shape (n_classes,)
+        The sorted labels of ``y`` (or the texts to describe).
+    class_descriptions : dict or None
+        ``{label: sentence or sequence of sentences}``. A label left out has no
+        description (its name prompts alone); a label not in ``classes`` is refused.
+    owner : str, default="y"
+        What holds ``classes``, as errors name it.
+
+    Returns
+    -------
+    descriptions : list of list of str
+        One (possibly empty) list per class.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> resolve_class_descriptions(np.array([1, 2]), {2: "Dark, flat asphalt."})
+    [[], ['Dark, flat asphalt.']]
+    >>> resolve_class_descriptions(np.array([1, 2]), {3: "Water."})
+    Traceback (most recent call last):
+    ...
+    ValueError: class_descriptions has descriptions for label(s) [3], which y does not hold...
+    """
+    labels = classes.tolist()
+    if class_descriptions is None:
+        return [[] for _ in labels]
+    if not isinstance(class_descriptions, dict):
+        raise TypeError("class_descriptions must be a dict {label: str or list of str} or None; "
+                        f"got {type(class_descriptions).__name__}.")
+    known = set(labels)
+    unknown = [k for k in class_descriptions if k not in known]
+    if unknown:
+        raise ValueError(
+            f"class_descriptions has descriptions for label(s) {unknown}, which {owner} does not "
+            f"hold (its classes are {labels}); key the descriptions by the labels of {owner}.")
+    out = []
+    for label in labels:
+        value = class_descriptions.get(label, ())
+        sentences = [value] if isinstance(value, str) else value
+        if not isinstance(sentences, (list, tuple)) or not all(
+                isinstance(s, str) and s.strip() for s in sentences):
+            raise ValueError(
+                f"class_descriptions[{label!r}] must be a non-empty str or a list of non-empty "
+                f"str; got {value!r}.")
+        out.append(list(sentences))
+    return out

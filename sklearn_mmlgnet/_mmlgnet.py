@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from numbers import Integral, Real
 
 import numpy as np
@@ -10,10 +11,11 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import PatchClassifierBase
-from ._class_names import resolve_class_names
+from ._class_names import resolve_class_descriptions, resolve_class_names
 from ._net import MAX_LOGIT_SCALE
 from ._validation import check_band_split
-from .nn import MMLGNetModule
+from .augment import dihedral
+from .nn import MMLGNetModule, TextSimilarityHead
 from .text import (DEFAULT_TEMPLATES, TEXT_ENCODERS, TextEncoder, encode_class_names,
                    make_text_encoder)
 
@@ -26,7 +28,8 @@ class MMLGNetClassifier(PatchClassifierBase):
     An HSI CNN encoder and a LiDAR CNN encoder embed each patch; a fusion layer and
     a projection map the pair into the embedding space of a frozen text encoder
     (CLIP's by default), where each class is the averaged embedding of handcrafted
-    prompts ("a hyperspectral and lidar multimodal data of {class}", ...). Logits
+    prompts ("a hyperspectral and lidar multimodal data of {class}", ...) and of
+    its description sentences, if any (a prompt ensemble). Logits
     are similarities divided by ``temperature``; training minimises the symmetric
     (image->text + multi-positive text->image) contrastive loss; prediction is the
     softmax over the class similarities. Training runs skorch's loop on a
@@ -53,6 +56,14 @@ class MMLGNetClassifier(PatchClassifierBase):
         Names used in the prompts when ``y`` does not hold the names itself: a dict
         ``{label: name}`` or one name per sorted label. Two classes whose names give
         the same prompts are refused.
+    class_descriptions : dict, optional
+        ``{label: sentence or list of sentences}``, e.g. from
+        :func:`~sklearn_mmlgnet.descriptions.class_descriptions`. Each sentence is
+        encoded as it is and joins the class's templated name prompts: the class
+        embedding is the normalised mean of all of them, each weighing the same. A
+        label left out keeps its name prompts alone; a label that ``y`` does not
+        hold is refused. Used only when a text encoder runs (not with
+        ``text_embeddings`` or ``loss="cross_entropy"``).
     prompt_templates : sequence of str, optional
         Templates with one ``{}`` each; default :data:`~sklearn_mmlgnet.text.DEFAULT_TEMPLATES`.
     text_encoder : {"open_clip", "sentence-transformers"} or TextEncoder, default="open_clip"
@@ -134,7 +145,9 @@ class MMLGNetClassifier(PatchClassifierBase):
     text_embeddings_ : ndarray of shape (n_classes, dim)
         The class text embeddings the model scores against.
     text_encoder_info_ : dict
-        Backend, model and weights that produced ``text_embeddings_``.
+        Backend, model and weights that produced ``text_embeddings_``; when a text
+        encoder ran, also ``templates`` (the list used) and ``descriptions``
+        (``{class name: sentences}`` of the described classes, empty without).
     temperature_ : float
         The softmax temperature of the fitted model (learnt or as given); an
         AttributeError with ``loss="cross_entropy"``, which has none.
@@ -162,6 +175,12 @@ class MMLGNetClassifier(PatchClassifierBase):
     array(['Roads', 'Woods'], dtype='<U5')
     >>> clf.score(X, y) > 0.9
     True
+
+    Scoring against other texts (open vocabulary, see :meth:`text_scores`):
+
+    >>> new = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    >>> clf.zero_shot_predict(X[:2], ["Woods", "Roads", "Water"], text_embeddings=new)
+    array(['Woods', 'Roads'], dtype='<U5')
     """
 
     _parameter_constraints = {
@@ -171,6 +190,7 @@ class MMLGNetClassifier(PatchClassifierBase):
         "learn_temperature": ["boolean"],
         "loss": [StrOptions(set(LOSSES))],
         "class_names": [dict, "array-like", None],
+        "class_descriptions": [dict, None],
         "prompt_templates": ["array-like", None],
         "text_encoder": [StrOptions(set(TEXT_ENCODERS)), TextEncoder],
         "clip_pretrained": [str, None],
@@ -182,18 +202,20 @@ class MMLGNetClassifier(PatchClassifierBase):
 
     def __init__(self, n_lidar_bands=1, patch_size=None, temperature=0.07,
                  learn_temperature=False, loss="symmetric", class_names=None,
-                 prompt_templates=None, text_encoder="open_clip", clip_pretrained="openai",
-                 text_embeddings=None, self_distillation=False, lr=5e-4, weight_decay=1e-2,
-                 optimizer="adamw", lr_schedule="cosine", augment=True, test_time_augment=False,
-                 predict_heads="final", label_smoothing=0.1, class_weight=None, max_epochs=100,
-                 batch_size=64, train_split=None, callbacks=None, warm_start=False, verbose=0,
-                 device="cpu", random_state=None, **kwargs):
+                 class_descriptions=None, prompt_templates=None, text_encoder="open_clip",
+                 clip_pretrained="openai", text_embeddings=None, self_distillation=False,
+                 lr=5e-4, weight_decay=1e-2, optimizer="adamw", lr_schedule="cosine",
+                 augment=True, test_time_augment=False, predict_heads="final",
+                 label_smoothing=0.1, class_weight=None, max_epochs=100, batch_size=64,
+                 train_split=None, callbacks=None, warm_start=False, verbose=0, device="cpu",
+                 random_state=None, **kwargs):
         self.n_lidar_bands = n_lidar_bands
         self.patch_size = patch_size
         self.temperature = temperature
         self.learn_temperature = learn_temperature
         self.loss = loss
         self.class_names = class_names
+        self.class_descriptions = class_descriptions
         self.prompt_templates = prompt_templates
         self.text_encoder = text_encoder
         self.clip_pretrained = clip_pretrained
@@ -232,9 +254,11 @@ class MMLGNetClassifier(PatchClassifierBase):
             self.class_names_ = resolve_class_names(self.classes_, self.class_names)
         else:
             self.class_names_ = [str(c) for c in self.classes_.tolist()]
-        self.text_embeddings_, self.text_encoder_info_ = self._encode_classes()
+        # Checked in every case, so a wrong label fails the same whether used or not.
+        descriptions = resolve_class_descriptions(self.classes_, self.class_descriptions)
+        self.text_embeddings_, self.text_encoder_info_ = self._encode_classes(descriptions)
 
-    def _encode_classes(self):
+    def _encode_classes(self, descriptions):
         """Class embeddings and where they came from: given, encoded, or (no language) none."""
         n_classes = len(self.classes_)
         if self.loss == "cross_entropy":  # only the class count is used
@@ -244,8 +268,10 @@ class MMLGNetClassifier(PatchClassifierBase):
                 "backend": "precomputed"}
         encoder = make_text_encoder(self.text_encoder, clip_pretrained=self.clip_pretrained)
         templates = DEFAULT_TEMPLATES if self.prompt_templates is None else self.prompt_templates
-        emb = encode_class_names(self.class_names_, templates, encoder=encoder)
-        return emb, dict(encoder.identity, templates=list(templates))
+        emb = encode_class_names(self.class_names_, templates, encoder=encoder,
+                                 descriptions=descriptions)
+        used = {name: d for name, d in zip(self.class_names_, descriptions) if d}
+        return emb, dict(encoder.identity, templates=list(templates), descriptions=used)
 
     def _module_kwargs(self):
         return dict(n_hsi_bands=self.n_hsi_bands_,
@@ -279,6 +305,141 @@ class MMLGNetClassifier(PatchClassifierBase):
                 "linear head scores classes without text similarities, so no temperature applies.")
         return float(torch.exp(-self.net_.module_.logit_scale.detach().double()))
 
+    # ------------------------------------------------------------ open vocabulary
+    def text_scores(self, X, texts, *, class_descriptions=None, text_embeddings=None,
+                    return_logits=False):
+        """Scores of each sample against arbitrary texts, with the fitted network.
+
+        Each text is treated as a class name and encoded as the fit encoded its
+        classes: the same text encoder and the same templates (recorded in
+        ``text_encoder_info_``), with ``class_descriptions`` as extra sentences.
+        The samples are scored against those embeddings by the fitted projection
+        and temperature. The texts may name classes never seen in training (zero
+        shot, see :meth:`zero_shot_predict`); the fitted model is not changed, so
+        this may run in several threads next to ``predict``.
+
+        The learnt per-class bias of the fitted head (``module__class_bias``)
+        belongs to the fitted classes and is left out, so scores of the fitted
+        class names may differ slightly from :meth:`predict_proba`.
+        ``predict_heads`` and ``test_time_augment`` apply as in ``predict_proba``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_bands, P, P)
+        texts : sequence of str
+            The candidate class names (at least one).
+        class_descriptions : dict, optional
+            ``{text: sentence or list of sentences}`` added to those texts' prompts.
+        text_embeddings : array-like of shape (len(texts), dim), optional
+            The texts' embeddings, given instead of encoded: required for a model
+            fitted with precomputed ``text_embeddings`` (no text encoder is known),
+            and used as given otherwise.
+        return_logits : bool, default=False
+            Return the final head's logits (cosine similarity / temperature;
+            averaged over the 8 symmetries with ``test_time_augment``) instead of
+            probabilities.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples, len(texts))
+            Softmax over the given texts (rows sum to 1), or the logits.
+
+        Raises
+        ------
+        AttributeError
+            For a model fitted with ``loss="cross_entropy"``: its linear head has no
+            text space (as it has no ``temperature_``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_mmlgnet import MMLGNetClassifier
+        >>> rng = np.random.RandomState(0)
+        >>> y = np.array(["Woods", "Roads"] * 10)
+        >>> X = rng.normal(size=(20, 3, 3, 3)).astype("float32")
+        >>> clf = MMLGNetClassifier(text_embeddings={"Woods": [1, 0], "Roads": [0, 1]},
+        ...                         max_epochs=1, module__fusion_dim=8).fit(X, y)
+        >>> p = clf.text_scores(X[:4], ["Woods", "Water", "Roads"],
+        ...                     text_embeddings=[[1, 0], [0.6, 0.8], [0, 1]])
+        >>> p.shape, bool(np.allclose(p.sum(axis=1), 1))
+        ((4, 3), True)
+        """
+        X = self._check_predict_X(X)
+        _check_text_head(self)
+        text = torch.as_tensor(self._text_matrix(texts, class_descriptions, text_embeddings),
+                               device=self.net_.device)
+        network = _scoring_text(self.net_.module_, text)
+        out = []
+        with torch.inference_mode():
+            for xb in self._batches(X):
+                if return_logits:
+                    scores = sum(network(dihedral(xb, k), heads="final").double()
+                                 for k in self._symmetries()) / len(self._symmetries())
+                else:
+                    scores = sum(torch.softmax(network(dihedral(xb, k), heads=self.predict_heads)
+                                               .double(), dim=1) for k in self._symmetries())
+                out.append(scores.cpu().numpy())
+        scores = np.concatenate(out)
+        return scores if return_logits else scores / scores.sum(axis=1, keepdims=True)
+
+    def zero_shot_predict(self, X, texts, *, class_descriptions=None, text_embeddings=None):
+        """The best-scoring text of each sample: classification among any class names.
+
+        The texts may include classes never seen in training; each sample gets the
+        text of highest probability in :meth:`text_scores` (same arguments), as
+        ``predict`` takes the class of highest ``predict_proba``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_bands, P, P)
+        texts : sequence of str
+        class_descriptions : dict, optional
+        text_embeddings : array-like of shape (len(texts), dim), optional
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Entries of ``texts``.
+        """
+        texts = texts if isinstance(texts, str) else list(texts)  # a generator is read once
+        scores = self.text_scores(X, texts, class_descriptions=class_descriptions,
+                                  text_embeddings=text_embeddings)
+        return np.asarray(texts)[np.argmax(scores, axis=1)]
+
+    def _text_matrix(self, texts, class_descriptions, text_embeddings):
+        """The (len(texts), dim) embeddings of ``texts``, given or encoded as at fit."""
+        given, texts = texts, [] if isinstance(texts, str) else list(texts)
+        if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+            raise ValueError(f"texts must be a non-empty sequence of non-empty str; got {given!r}.")
+        dim = self.net_.module_.head.text.shape[1]
+        if text_embeddings is not None:
+            if class_descriptions is not None:
+                raise ValueError("class_descriptions cannot be used with text_embeddings=: the "
+                                 "given vectors are used as they are; pass one or the other.")
+            emb = np.asarray(text_embeddings, dtype=np.float32)
+            if emb.shape != (len(texts), dim):
+                raise ValueError(f"text_embeddings must have shape (len(texts)={len(texts)}, "
+                                 f"dim={dim}), the fitted text space; got {emb.shape}.")
+            if not np.isfinite(emb).all() or (np.linalg.norm(emb, axis=1) == 0).any():
+                raise ValueError("text_embeddings must be finite with no all-zero row.")
+            return emb
+        info = self.text_encoder_info_
+        if info.get("backend") == "precomputed":
+            raise ValueError(
+                "this model was fitted with precomputed text_embeddings, so no text encoder "
+                f"can embed new texts; pass text_embeddings= of shape ({len(texts)}, {dim}) "
+                "from the encoder that made the fitted ones.")
+        encoder = make_text_encoder(self.text_encoder, clip_pretrained=self.clip_pretrained)
+        _check_same_encoder(encoder.identity, info)
+        descriptions = resolve_class_descriptions(np.asarray(texts, dtype=object),
+                                                  class_descriptions, owner="texts")
+        emb = encode_class_names(texts, info["templates"], encoder=encoder,
+                                 descriptions=descriptions)
+        if emb.shape[1] != dim:
+            raise ValueError(f"the text encoder gives {emb.shape[1]}-d embeddings but the model "
+                             f"was fitted on {dim}-d ones.")
+        return emb
+
 
 def _check_text_embeddings(embeddings, classes):
     """``text_embeddings`` as a (n_classes, dim) float32 array; errors name it."""
@@ -295,3 +456,50 @@ def _check_text_embeddings(embeddings, classes):
     if not np.isfinite(emb).all() or (np.linalg.norm(emb, axis=1) == 0).any():
         raise ValueError("text_embeddings must be finite with no all-zero row.")
     return emb
+
+
+def _check_text_head(clf):
+    """Open-vocabulary scoring needs the fitted network's text head."""
+    if not isinstance(clf.net_.module_.head, TextSimilarityHead):
+        raise AttributeError(
+            "text_scores and zero_shot_predict need a text head, but this model has "
+            "loss='cross_entropy' (a linear head on the fused features, no text space); fit "
+            "with loss='symmetric' or 'image_to_text' to score texts.")
+    return True
+
+
+def _check_same_encoder(identity, info):
+    """Refuse a text encoder other than the fit's: its vectors live in another space."""
+    keys = ("backend", "model", "weights")
+    now, then = {k: identity.get(k) for k in keys}, {k: info.get(k) for k in keys}
+    fingerprints = identity.get("fingerprint"), info.get("fingerprint")
+    if now != then or (None not in fingerprints and fingerprints[0] != fingerprints[1]):
+        raise ValueError(
+            f"text_encoder and clip_pretrained now give {now} but the model was fitted with "
+            f"{then} (text_encoder_info_); new texts must be embedded by the same encoder. Set "
+            "them back, or pass text_embeddings=.")
+
+
+def _retarget(head, text):
+    """A text head scoring ``text`` with ``head``'s projection and scale, and no class bias."""
+    with torch.device("meta"):  # its own projection is replaced at once: no weights, no RNG
+        new = TextSimilarityHead(head.proj.in_features, text, head.logit_scale,
+                                 normalize=head.normalize, bias=False)
+    new.training = False  # this head alone: eval() would also set the shared projection's flag
+    new.proj = head.proj
+    return new
+
+
+def _scoring_text(module, text):
+    """A view of the fitted network whose heads score ``text``.
+
+    A shallow copy with its own table of sub-modules: the encoders, fusion and
+    projections are the fitted ones (shared, not copied), and the fitted network is
+    not changed, so it can keep predicting in other threads.
+    """
+    view = copy.copy(module)
+    view._modules = dict(module._modules)
+    view.head = _retarget(module.head, text)
+    if len(module.aux):
+        view.aux = torch.nn.ModuleList([_retarget(h, text) for h in module.aux])
+    return view

@@ -1,8 +1,9 @@
 """Class-name prompts, text-encoder backends and the on-disk embedding cache.
 
 The text side of MMLGNet is used once per fit: every class name is written into a
-set of handcrafted prompt templates, each prompt is encoded by a frozen text
-encoder, and the L2-normalised prompt embeddings are averaged per class. The
+set of handcrafted prompt templates, optional description sentences are added to
+its prompts, each prompt is encoded by a frozen text encoder, and the
+L2-normalised prompt embeddings are averaged per class (a prompt ensemble). The
 estimator keeps only the resulting ``(n_classes, dim)`` array.
 
 Two backends sit behind :class:`TextEncoder`:
@@ -50,24 +51,32 @@ class TextEncoderUnavailableError(RuntimeError):
     """The requested text-encoder weights cannot be had (offline and not cached)."""
 
 
-def build_prompts(class_names, templates=DEFAULT_TEMPLATES):
-    """Write every class name into every template.
+def build_prompts(class_names, templates=DEFAULT_TEMPLATES, descriptions=None):
+    """Write every class name into every template, then add its description sentences.
 
     Parameters
     ----------
     class_names : sequence of str
     templates : sequence of str
         Each holds one ``{}`` placeholder.
+    descriptions : sequence, optional
+        One entry per class: None, a sentence, or a sequence of sentences, added
+        as they are (not written into the templates) after the class's templated
+        prompts.
 
     Returns
     -------
     prompts : list of list of str
-        ``prompts[c]`` holds the prompts of class ``c``.
+        ``prompts[c]`` holds the prompts of class ``c``: ``len(templates)`` of them,
+        plus its description sentences.
 
     Examples
     --------
     >>> build_prompts(["Woods"], ["a photo of {}."])
     [['a photo of woods.']]
+    >>> build_prompts(["Woods", "Roads"], ["a photo of {}."],
+    ...               [["Tall broadleaf crowns.", "A strong red edge."], None])
+    [['a photo of woods.', 'Tall broadleaf crowns.', 'A strong red edge.'], ['a photo of roads.']]
     """
     templates = list(templates)
     if not templates:
@@ -76,7 +85,22 @@ def build_prompts(class_names, templates=DEFAULT_TEMPLATES):
         if not isinstance(t, str) or t.count("{}") != 1:
             raise ValueError(
                 f"each prompt template must be a str with exactly one '{{}}' placeholder; got {t!r}.")
-    return [[t.format(prompt_name(name)) for t in templates] for name in class_names]
+    class_names = list(class_names)
+    if descriptions is None:
+        descriptions = [None] * len(class_names)
+    descriptions = list(descriptions)
+    if len(descriptions) != len(class_names):
+        raise ValueError(f"descriptions must give one entry per class ({len(class_names)}); got "
+                         f"{len(descriptions)}.")
+    prompts = []
+    for name, extra in zip(class_names, descriptions):
+        extra = [] if extra is None else [extra] if isinstance(extra, str) else list(extra)
+        for sentence in extra:
+            if not isinstance(sentence, str) or not sentence.strip():
+                raise ValueError(f"the descriptions of class {name!r} must be non-empty str; "
+                                 f"got {sentence!r}.")
+        prompts.append([t.format(prompt_name(name)) for t in templates] + extra)
+    return prompts
 
 
 def prompt_name(name):
@@ -465,12 +489,21 @@ ENCODE_CALLS = 0
 
 
 def _encode_prompts(prompts, encoder):
+    """One unit vector per class: the normalised mean of its unit prompt embeddings.
+
+    Classes may hold different numbers of prompts (descriptions); every prompt of
+    a class weighs the same.
+    """
     global ENCODE_CALLS
     ENCODE_CALLS += 1
     flat = [p for group in prompts for p in group]
     emb = np.asarray(encoder.encode(flat), dtype=np.float32)
+    if emb.ndim != 2 or len(emb) != len(flat):
+        raise ValueError(f"the text encoder returned an array of shape {emb.shape} for "
+                         f"{len(flat)} prompts; expected ({len(flat)}, dim).")
     emb /= np.linalg.norm(emb, axis=1, keepdims=True).clip(1e-12)
-    per_class = emb.reshape(len(prompts), len(prompts[0]), -1).mean(axis=1)
+    bounds = np.cumsum([0] + [len(group) for group in prompts])
+    per_class = np.stack([emb[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])])
     return per_class / np.linalg.norm(per_class, axis=1, keepdims=True).clip(1e-12)
 
 
@@ -509,8 +542,13 @@ def _write_cached(path, emb):
                       "embeddings were computed without caching.", UserWarning, stacklevel=3)
 
 
-def encode_class_names(class_names, templates=DEFAULT_TEMPLATES, encoder=None, cache_dir=None):
+def encode_class_names(class_names, templates=DEFAULT_TEMPLATES, encoder=None, cache_dir=None,
+                       descriptions=None):
     """Class text embeddings: prompts encoded, normalised and averaged per class.
+
+    Each class's prompts (every template with its name, then its description
+    sentences, see :func:`build_prompts`) are encoded, set to unit length and
+    averaged with equal weights; the mean is set to unit length again.
 
     Parameters
     ----------
@@ -525,6 +563,8 @@ def encode_class_names(class_names, templates=DEFAULT_TEMPLATES, encoder=None, c
         versions) and the prompts; an entry that is unreadable, of the wrong shape
         or not finite is encoded anew. A folder that cannot be written gives a
         warning, not an error.
+    descriptions : sequence, optional
+        Per class: None, a sentence or a sequence of sentences added to its prompts.
 
     Returns
     -------
@@ -538,7 +578,7 @@ def encode_class_names(class_names, templates=DEFAULT_TEMPLATES, encoder=None, c
     (2, 256)
     """
     encoder = encoder if encoder is not None else OpenCLIPTextEncoder()
-    prompts = build_prompts(class_names, templates)
+    prompts = build_prompts(class_names, templates, descriptions)
     identity = encoder.identity
     # No fingerprint (weights still to be downloaded): nothing to key a cache entry by.
     if cache_dir is False or ("fingerprint" in identity and identity["fingerprint"] is None):
