@@ -5,23 +5,33 @@ Your own scene: GeoTIFF rasters and labels in, a GeoTIFF map for QGIS out
 The same two commands a user types in a shell, run here through
 :func:`sklearn_mmlgnet.cli.main`::
 
-    mmlgnet fit --hsi HSI/MLBS_1.tif --lidar CHM/MLBS_1.tif \\
-        --labels crowns.geojson --class-field taxonID --out model.safetensors
-    mmlgnet predict model.safetensors --hsi HSI/MLBS_2.tif --lidar CHM/MLBS_2.tif \\
-        --out map_MLBS_2.tif --proba
+    mmlgnet fit --hsi flight.tif --lidar chm.tif --labels train_labels.tif \\
+        --out model.safetensors
+    mmlgnet predict model.safetensors --hsi flight.tif --lidar chm.tif \\
+        --out map.tif --proba
 
 The model file is in sklearn-mmlgnet's safe format (safetensors weights and a
 JSON description): loading it runs no code, unlike a pickle.
 
 By default a synthetic scene is written as GeoTIFFs (a UTM grid, float32 bands)
 and its spatially disjoint training and test labels play the parts of a user's
-field data. With ``MMLGNET_EXAMPLE_IDTREES=1`` and the IDTReeS 2020 plots in
-``../shared/data`` (real NEON rasters: 369-band int16 HSI and a float32 LZW
-canopy-height model, EPSG:32617), the tree crowns of ``ITC/train_MLBS.shp`` are
-joined to their species and written as GeoJSON, the model is fitted on plot
-MLBS_1 and maps plot MLBS_2. One 20 x 20 m plot holds a few hundred labelled
-pixels: far too few to train a species classifier, so that run only shows the
-files are wired up, not an accuracy to expect.
+field data.
+
+With ``MMLGNET_EXAMPLE_IDTREES=1`` and the IDTReeS 2020 plots in ``../shared/data``
+(real NEON rasters: 20 x 20 m plots of 369-band int16 HSI and a float32 LZW canopy
+height model, EPSG:32617, at the sites MLBS and OSBS), the model is trained on many
+plots at once and maps plots it never saw: the plots are split by plot group as the
+IDTReeS benchmark splits them (:func:`~sklearn_mmlgnet.datasets.idtrees_splits`,
+the first of its 3 plot-grouped folds is held out: no plot and no crown on both
+sides). Each plot's tree crowns, with their species, are written as a label
+GeoTIFF with the class names (as a GIS exports them); the training plots are
+listed in a CSV file for ``mmlgnet fit --scenes``, and the held-out plots are
+given to one ``mmlgnet predict`` with ``--hsi`` / ``--lidar`` repeated::
+
+    mmlgnet fit --scenes scenes.csv --out model.safetensors --patch-size 7 \\
+        --spectral-norm l2 --pca 30 --epochs 5
+    mmlgnet predict model.safetensors --hsi HSI/MLBS_3.tif --lidar CHM/MLBS_3.tif \\
+        --hsi HSI/OSBS_9.tif --lidar CHM/OSBS_9.tif ... --out maps
 
 Set ``MMLGNET_EXAMPLE_QUICK=1`` for a small, fast run (as in CI) and
 ``MMLGNET_EXAMPLE_OUT`` for the output folder.
@@ -36,7 +46,7 @@ import numpy as np
 import rasterio
 
 from sklearn_mmlgnet.cli import main
-from sklearn_mmlgnet.io import read_scene, write_map
+from sklearn_mmlgnet.io import write_map
 
 QUICK = os.environ.get("MMLGNET_EXAMPLE_QUICK") == "1"
 out = Path(os.environ.get("MMLGNET_EXAMPLE_OUT", "own_scene_out"))
@@ -47,26 +57,34 @@ IDTREES = HERE.parents[1] / "shared" / "data" / "idtrees2020_train"
 
 
 def idtrees_inputs():
-    """(train rasters, test rasters, labels file, class field) from two IDTReeS plots."""
-    import shapefile
+    """(fit arguments, held-out plots as (hsi, chm, labels)): IDTReeS split by plot group."""
+    from sklearn_mmlgnet.datasets import idtrees_splits, load_idtrees
 
-    species = {}
-    with open(IDTREES / "Field" / "train_data.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            species[row["indvdID"]] = row["taxonID"]
-    features = []
-    with shapefile.Reader(str(IDTREES / "ITC" / "train_MLBS.shp")) as crowns:
-        for rec in crowns.iterShapeRecords():
-            taxon = species.get(rec.record["indvdID"])
-            if taxon:  # crowns without a field identification stay unlabelled
-                features.append({"type": "Feature", "properties": {"taxonID": taxon},
-                                 "geometry": rec.shape.__geo_interface__})
-    labels = out / "crowns.geojson"
-    labels.write_text(json.dumps({"type": "FeatureCollection", "features": features,
-                                  "crs": {"type": "name", "properties": {"name": "EPSG:32617"}}}))
+    # The loader rasterises the crowns of the 8 taxa with >= 30 crowns onto every plot
+    # (pixels in the boxes of two trees dropped) and groups plots that touch or share a
+    # crown; the benchmark's first plot-grouped fold is held out.
+    data = load_idtrees(IDTREES.parent, patch_size=None)
+    train, test = idtrees_splits(data, kind="plot", n_splits=3, random_state=0)[0]
+    (out / "labels").mkdir(exist_ok=True)
     rs = IDTREES / "RemoteSensing"
-    plot = lambda name: (rs / "HSI" / f"{name}.tif", rs / "CHM" / f"{name}.tif")  # noqa: E731
-    return plot("MLBS_1"), plot("MLBS_2"), labels, "taxonID"
+
+    def plot(i):
+        scene = data.scenes[i]
+        labels = write_map(out / "labels" / f"{scene.name}.tif", scene.labels, like=scene,
+                           class_names=data.class_names)
+        return (str(rs / "HSI" / f"{scene.name}.tif"), str(rs / "CHM" / f"{scene.name}.tif"),
+                str(labels))
+
+    fit_plots = [plot(i) for i in np.unique(data.plot_id[train])]
+    held_out = [plot(i) for i in np.unique(data.plot_id[test])]
+    with open(out / "scenes.csv", "w", newline="") as f:  # one row per training plot
+        csv.writer(f).writerows([("hsi", "lidar", "labels"), *fit_plots])
+    sites = ", ".join(f"{site} {sum(Path(h).stem.startswith(site) for h, _, _ in held_out)}"
+                      for site in ("MLBS", "OSBS"))
+    print(f"IDTReeS 2020: fit on {len(fit_plots)} plots ({len(train)} labelled pixels), map the "
+          f"{len(held_out)} held-out plots ({sites}; {len(test)} labelled pixels), "
+          f"{len(data.class_names)} taxa.")
+    return ["--scenes", str(out / "scenes.csv"), "--spectral-norm", "l2", "--pca", "30"], held_out
 
 
 def synthetic_inputs():
@@ -91,50 +109,75 @@ def synthetic_inputs():
     test = np.where(scene.test_mask, scene.labels, 0)
     write_map(out / "train_labels.tif", train, like=grid, class_names=scene.class_names)
     write_map(out / "test_labels.tif", test, like=grid, class_names=scene.class_names)
-    return paths, paths, out / "train_labels.tif", None
+    hsi, lidar = map(str, paths)
+    return (["--hsi", hsi, "--lidar", lidar, "--labels", str(out / "train_labels.tif")],
+            [(hsi, lidar, str(out / "test_labels.tif"))])
 
 
 if os.environ.get("MMLGNET_EXAMPLE_IDTREES") == "1" and IDTREES.is_dir():
-    print("Scene: IDTReeS 2020 plots MLBS_1 (fit) and MLBS_2 (map), NEON AOP rasters.")
-    (hsi, chm), (hsi2, chm2), labels, field = idtrees_inputs()
+    print("Scenes: IDTReeS 2020 plots (NEON AOP rasters), split by plot group.")
+    scene_args, held_out = idtrees_inputs()
 else:
     print("Scene: synthetic, written as GeoTIFFs.")
-    (hsi, chm), (hsi2, chm2), labels, field = synthetic_inputs()
+    scene_args, held_out = synthetic_inputs()
 
-model_path, map_path = out / "model.safetensors", out / "map.tif"
-fit_args = ["fit", "--hsi", str(hsi), "--lidar", str(chm), "--labels", str(labels),
-            "--out", str(model_path), "--patch-size", "5" if QUICK else "7",
-            "--epochs", "3" if QUICK else "15", "--quiet"]
-if field:
-    fit_args += ["--class-field", field]
+# One raster: --out is the map. Several: --out is a folder, one <HSI name>.tif each.
+model_path = out / "model.safetensors"
+maps = ([out / "map.tif"] if len(held_out) == 1
+        else [out / "maps" / f"{Path(h).stem}.tif" for h, _, _ in held_out])
+fit_args = ["fit", *scene_args, "--out", str(model_path), "--patch-size", "5" if QUICK else "7",
+            "--epochs", "3" if QUICK else ("5" if len(held_out) > 1 else "15"), "--quiet"]
 if QUICK:
     fit_args += ["--hsi-channels", "16", "--lidar-channels", "8", "--fusion-dim", "32"]
 assert main(fit_args) == 0
-assert main(["predict", str(model_path), "--hsi", str(hsi2), "--lidar", str(chm2),
-             "--out", str(map_path), "--proba", "--quiet"]) == 0
+predict_args = ["predict", str(model_path), "--proba", "--quiet",
+                "--out", str(maps[0] if len(maps) == 1 else maps[0].parent)]
+for hsi, chm, _ in held_out:
+    predict_args += ["--hsi", hsi, "--lidar", chm]
+assert main(predict_args) == 0
 
-# The map is a GeoTIFF on the input's grid, with the class names QGIS shows in its legend.
-with rasterio.open(map_path) as src:
-    pred = src.read(1)
-    names = {int(k): v for k, v in json.loads(src.tags()["CLASS_NAMES"]).items()}
-    with rasterio.open(hsi2) as ref:
+# Each map is a GeoTIFF on its input's grid, with the class names QGIS shows in its legend.
+preds, truths = [], []
+for (hsi, _, labels), map_path in zip(held_out, maps):
+    with rasterio.open(map_path) as src, rasterio.open(hsi) as ref, \
+            rasterio.open(labels) as gt:
         assert src.crs == ref.crs and src.transform == ref.transform
-    print(f"Map {map_path}: {src.width} x {src.height} px, {src.crs.to_string()}, classes "
-          + ", ".join(f"{k}={v}" for k, v in sorted(names.items())))
+        preds.append(src.read(1))
+        truths.append(gt.read(1).astype(np.int64))
+        names = {int(k): v for k, v in json.loads(src.tags()["CLASS_NAMES"]).items()}
+        if map_path == maps[0]:
+            more = f" (and {len(maps) - 1} more maps beside it)" if len(maps) > 1 else ""
+            print(f"Map {map_path}: {src.width} x {src.height} px, {src.crs.to_string()}, "
+                  "classes " + ", ".join(f"{k}={v}" for k, v in sorted(names.items())) + more)
 
-# Score it on labelled pixels the model never saw (another plot / the test blocks).
-truth = read_scene(hsi2, labels=labels if field else out / "test_labels.tif",
-                   class_field=field).labels
+# Score the maps on labelled pixels the model never saw (the test blocks / held-out plots).
+pred = np.concatenate([p.ravel() for p in preds])
+truth = np.concatenate([t.ravel() for t in truths])
 known = np.isin(truth, list(names)) & (pred > 0)
 if known.any():
     print(f"Pixel accuracy on {int(known.sum())} held-out labelled pixels of the trained classes: "
-          f"{100 * np.mean(pred[known] == truth[known]):.1f} %")
-print("Open", map_path, "in QGIS: a paletted layer whose legend names the classes.")
+          f"{100 * np.mean(pred[known] == truth[known]):.1f} %"
+          + (f" ({len(maps)} plots)" if len(maps) > 1 else ""))
+print("Open", maps[0], "in QGIS: a paletted layer whose legend names the classes.")
 
 # %%
-# The map next to the held-out labels it was scored on.
+# The map next to the held-out labels it was scored on (the held-out plots side by side).
 from sklearn_mmlgnet.plotting import plot_classification_map  # noqa: E402
 
-fig = plot_classification_map(pred, np.where(known, truth, 0), class_names=names,
+
+def side_by_side(images, per_row=10, gap=2):
+    """Small maps in rows, 0 (nodata) between them."""
+    h, w = max(i.shape[0] for i in images), max(i.shape[1] for i in images)
+    rows = -(-len(images) // per_row)
+    canvas = np.zeros((rows * (h + gap), min(len(images), per_row) * (w + gap)), np.int64)
+    for k, image in enumerate(images):
+        r, c = divmod(k, per_row)
+        canvas[r * (h + gap):r * (h + gap) + image.shape[0],
+               c * (w + gap):c * (w + gap) + image.shape[1]] = image
+    return canvas
+
+
+shown_truth = [np.where(np.isin(t, list(names)) & (p > 0), t, 0) for p, t in zip(preds, truths)]
+fig = plot_classification_map(side_by_side(preds), side_by_side(shown_truth), class_names=names,
                               path=out / "own_scene_map.png",
                               title="Predicted map | held-out labels")

@@ -44,8 +44,9 @@ def test_fit_then_predict_writes_a_georeferenced_map(tmp_path, capsys):
     info = model.info
     assert info["n_hsi_bands"] == 6 and info["n_lidar_bands"] == 1 and info["patch_size"] == 5
     assert info["class_names"] == NAMES
-    assert info["trained_on"]["hsi"].endswith("hsi.tif") and info["trained_on"]["crs"] == "EPSG:32617"
-    assert info["trained_on"]["n_labelled"] == int(((labels > 0)).sum()) - 2  # 2 nodata px
+    (scene,) = info["trained_on"]
+    assert scene["hsi"].endswith("hsi.tif") and scene["crs"] == "EPSG:32617"
+    assert scene["n_labelled"] == int(((labels > 0)).sum()) - 2  # 2 nodata px
     assert info["date"].startswith("20")
     clf = model.estimator[-1]
     assert clf.text_encoder_info_["backend"] == "sentence-transformers"

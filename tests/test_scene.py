@@ -15,7 +15,8 @@ from sklearn_mmlgnet.scene import SceneModel, fit_scene  # noqa: E402
 from .test_io import _box, _write_shapefile, write_scene  # noqa: E402
 
 INFO_KEYS = {"n_hsi_bands", "n_lidar_bands", "patch_size", "class_names", "fill_values",
-             "band_std", "wavelengths", "trained_on", "date", "sklearn_mmlgnet_version"}
+             "band_std", "wavelengths", "trained_on", "n_labelled", "pixels_per_class",
+             "resampling", "date", "sklearn_mmlgnet_version"}
 
 
 def tiny_estimator(**kw):
@@ -46,9 +47,10 @@ def test_fit_scene_clones_the_estimator_and_keeps_the_scene_info_beside_it(tmp_p
     info = model.info
     assert info["n_hsi_bands"] == 6 and info["n_lidar_bands"] == 1 and info["patch_size"] == 5
     assert info["class_names"] == {1: "1", 2: "2", 3: "3"}
-    assert info["trained_on"]["hsi"].endswith("hsi.tif") and info["trained_on"]["crs"] == \
-        "EPSG:32617"
-    assert info["trained_on"]["n_labelled"] == int((labels > 0).sum()) - 2  # 2 nodata px
+    (scene,) = info["trained_on"]  # one scene: a list of one
+    assert scene["hsi"].endswith("hsi.tif") and scene["crs"] == "EPSG:32617"
+    assert scene["n_labelled"] == info["n_labelled"] == int((labels > 0).sum()) - 2  # 2 nodata
+    assert scene["pixels_per_class"] == info["pixels_per_class"] and info["resampling"] is None
     np.testing.assert_array_equal(model.classes_, [1, 2, 3])
     # nodata inside training patches is filled with each band's mean over the valid pixels
     scene = read_scene(h, l)
@@ -90,7 +92,7 @@ def test_fit_from_polygons_takes_the_names_from_the_attribute(tmp_path):
     ], field="crop")
     model = _quiet(h, l, shp, class_field="crop", patch_size=5, estimator=tiny_estimator())
     assert model.info["class_names"] == {1: "Roads", 2: "Vineyard", 3: "Woods"}
-    assert model.info["trained_on"]["n_labelled"] == 3 * 90 - 1  # one nodata px
+    assert model.info["n_labelled"] == 3 * 90 - 1  # one nodata px
 
 
 def test_labels_covering_one_class_are_refused(tmp_path):
