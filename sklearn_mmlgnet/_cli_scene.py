@@ -221,6 +221,17 @@ def _scene_inputs(scenes, roles=("--hsi", "--lidar", "--labels")):
     return inputs
 
 
+def _resample_to(value):
+    """``--resample-to``: ``hsi``, ``lidar`` or a pixel size (a number), or None."""
+    if value is None or value in ("hsi", "lidar"):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"--resample-to must be hsi, lidar or a pixel size in the CRS's units "
+                         f"(a number > 0); got {value!r}.") from None
+
+
 def fit_command(args):
     """``mmlgnet fit``."""
     patch_size = patch_size_option(args)
@@ -250,7 +261,8 @@ def fit_command(args):
         hsi, lidar, labels = hsi[0], lidar[0], labels[0]
     model = fit_scene(hsi, lidar, labels,
                       class_field=args.class_field, patch_size=patch_size, estimator=clf,
-                      spectral_norm=args.spectral_norm, pca=args.pca, log=_log)
+                      spectral_norm=args.spectral_norm, pca=args.pca,
+                      resample_to=_resample_to(args.resample_to), log=_log)
     out = save_model(model, args.out)
     what = hsi if len(scenes) == 1 else f"{len(scenes)} scenes"
     _log(f"Saved the model to {out} (fitted on {what}; classes "
@@ -365,7 +377,8 @@ def predict_command(args):
         for k, ((hsi, lidar), path) in enumerate(zip(scenes, maps)):
             out = predict_raster(model, hsi, lidar, path, proba=args.proba,
                                  block_size=args.block_size, batch_size=args.batch_size,
-                                 client=client, progress=not args.quiet)
+                                 client=client, progress=not args.quiet,
+                                 proba_dtype=args.proba_dtype)
             _log(("" if not several else f"[{k + 1}/{len(maps)}] ") + f"Wrote {out}"
                  + (f" and {proba_path_for(out)}" if args.proba else "") + ".")
     if args.mosaic is not None:
@@ -464,6 +477,11 @@ def add_scene_commands(sub, network, device, formatter_class):
                    help="reduce the HSI bands to this many principal components (fitted on "
                         "the training pixels) before the network: several times faster on "
                         "hundreds of bands (default: every band)")
+    f.add_argument("--resample-to", default=None,
+                   help="put rasters on other grids onto one: hsi, lidar (the grid of that "
+                        "raster) or a pixel size; bilinear for data, nearest for labels. "
+                        "Recorded in the model, which predicts the same way (default: refuse "
+                        "rasters on other grids)")
     f.add_argument("--seed", type=int, default=0,
                    help="random seed of the network's weights and batches")
     f.add_argument("--quiet", action="store_true", help="no per-epoch table")
@@ -491,6 +509,9 @@ def add_scene_commands(sub, network, device, formatter_class):
                         "must share CRS and pixel size), e.g. maps/mosaic.vrt")
     p.add_argument("--proba", action="store_true",
                    help="also write the class probabilities to <out stem>_proba.tif")
+    p.add_argument("--proba-dtype", choices=("float32", "uint8"), default="float32",
+                   help="type of the probabilities' file: float32, or uint8 (probability x "
+                        "254, a quarter of the size; GDAL and QGIS apply the scale)")
     p.add_argument("--scheduler", default=None,
                    help="address of a dask.distributed scheduler, e.g. tcp://host:8786: "
                         "classify the tiles on its workers (default: this machine)")

@@ -195,3 +195,27 @@ def test_local_dask_cluster_map_equals_the_single_process_map(tmp_path, capsys):
     cube = np.where(np.isnan(cube), np.float32(model.info["fill_values"]), cube)
     whole = predict_scene(model.estimator, cube[..., :6], cube[..., 6:], patch_size=5, mask=scene.valid_mask)
     np.testing.assert_array_equal(expected[scene.valid_mask], whole[scene.valid_mask])
+
+
+@requires_st
+def test_fit_resamples_a_finer_lidar_and_predict_writes_uint8_probabilities(tmp_path):
+    from rasterio.transform import from_origin
+
+    h, l, _, labels = write_scene(tmp_path)
+    with rasterio.open(l) as src:  # the CHM at half the HSI's pixel size
+        fine = np.repeat(np.repeat(src.read(1), 2, axis=0), 2, axis=1)
+    fine_path = _write(tmp_path / "chm_05m.tif", fine, "float32",
+                       transform=from_origin(ORIGIN.c, ORIGIN.f, 0.5, 0.5))
+    gt = _named_labels(tmp_path, labels, h)
+    mpath = tmp_path / "m.safetensors"
+    fit = ["fit", "--hsi", h, "--lidar", fine_path, "--labels", gt, "--out", str(mpath),
+           "--text-encoder", "sentence-transformers", *TINY]
+    assert main(fit) == 2  # other grids: refused without --resample-to
+    assert main([*fit, "--resample-to", "hsi"]) == 0
+    assert load_model(mpath).info["resampling"]["resample_to"] == "hsi"
+    assert main([*fit, "--resample-to", "coarse"]) == 2
+    out = tmp_path / "map.tif"
+    assert main(["predict", str(mpath), "--hsi", h, "--lidar", fine_path, "--out", str(out),
+                 "--proba", "--proba-dtype", "uint8", "--quiet"]) == 0
+    with rasterio.open(proba_path_for(out)) as src:
+        assert src.dtypes[0] == "uint8" and src.shape == (30, 36)
