@@ -9,9 +9,18 @@ modules hold what surrounds them: ``datasets``, ``patches``, ``prediction``
 ``metrics``, ``plotting`` and ``text``.
 """
 
-from ._mmlgnet import MMLGNetClassifier
-from ._sdhsi import SDHSIClassifier
-from .preprocessing import (
+# First, before anything imports torch: the command line's OpenMP wait policy. OpenMP
+# reads OMP_WAIT_POLICY once, when torch loads it, and the ``mmlgnet`` command's first
+# code is this file (its module, sklearn_mmlgnet.cli, is imported through the package),
+# so the command's main() would be too late. Only for the command line and only when
+# the user has not set it: a program importing the library keeps its environment.
+from ._threads import command_line_wait_policy
+
+command_line_wait_policy()
+
+from ._mmlgnet import MMLGNetClassifier  # noqa: E402
+from ._sdhsi import SDHSIClassifier  # noqa: E402
+from .preprocessing import (  # noqa: E402
     BandStandardScaler,
     CenterPixel,
     ExtendedMorphologicalProfile,

@@ -23,10 +23,11 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
 
 from ._class_names import check_labels
-from ._net import PatchNet, cosine_schedule, softmax, train_loader
+from ._net import PRECISIONS, PatchNet, cosine_schedule, softmax, train_loader
 from ._validation import as_patches, center_crop, check_device, check_patch_size
 from .augment import N_SYMMETRIES, dihedral
 from .losses import ContrastiveCriterion
+from .patches import ScenePatches
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 ROUTED_PREFIXES = ("module__", "criterion__")
@@ -56,6 +57,7 @@ class PatchClassifierBase(ClassifierMixin, BaseEstimator):
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
         "device": [str, torch.device],
+        "precision": [StrOptions(set(PRECISIONS))],
         "random_state": ["random_state"],
     }
 
@@ -122,7 +124,7 @@ class PatchClassifierBase(ClassifierMixin, BaseEstimator):
         self._validate_params()
         check_device(self.device)
         previous = self._previous_fit()
-        X = as_patches(validate_data(self, X, reset=True, allow_nd=True, dtype=np.float32))
+        X = self._validate_X(X, reset=True)
         y = check_labels(y)
         check_consistent_length(X, y)
         groups = self._check_groups(groups, len(X))
@@ -132,7 +134,7 @@ class PatchClassifierBase(ClassifierMixin, BaseEstimator):
             raise ValueError(f"y holds {len(self.classes_)} class ({self.classes_.tolist()}); "
                              "at least 2 classes are needed to train a classifier.")
         self.patch_size_ = check_patch_size(self.patch_size, X.shape[-1])
-        X = np.ascontiguousarray(center_crop(X, self.patch_size_))
+        X = _crop(X, self.patch_size_)
         self._set_fitted_attributes(X)
         with _seeded(self.random_state, self.device):
             self.net_ = self._build_net(self._class_weight(y))
@@ -236,6 +238,7 @@ class PatchClassifierBase(ClassifierMixin, BaseEstimator):
             predict_nonlinearity=softmax,
             verbose=self.verbose,
             device=self.device,
+            precision=self.precision,
             iterator_train=train_loader,
             iterator_train__shuffle=True,
             iterator_train__augment=bool(self.augment),
@@ -274,12 +277,25 @@ class PatchClassifierBase(ClassifierMixin, BaseEstimator):
         validate_parameter_constraints(
             {k: self._parameter_constraints[k] for k in _PREDICT_PARAMETERS},
             {k: getattr(self, k) for k in _PREDICT_PARAMETERS}, caller_name=type(self).__name__)
-        X = as_patches(validate_data(self, X, reset=False, allow_nd=True, dtype=np.float32))
+        X = self._validate_X(X, reset=False)
         if X.shape[-1] < self.patch_size_:
             raise ValueError(
                 f"X patches are {X.shape[-1]} x {X.shape[-1]} but the model was fitted with "
                 f"patch_size={self.patch_size_}; extract patches of at least that size.")
-        return center_crop(X, self.patch_size_)
+        return _crop(X, self.patch_size_, copy=False)
+
+    def _validate_X(self, X, reset):
+        """``X`` as patches; :class:`~sklearn_mmlgnet.patches.ScenePatches` stay lazy."""
+        if not isinstance(X, ScenePatches):
+            return as_patches(validate_data(self, X, reset=reset, allow_nd=True,
+                                            dtype=np.float32))
+        if reset:
+            self.n_features_in_ = X.shape[1]
+        elif X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features (bands), but "
+                             f"{type(self).__name__} is expecting {self.n_features_in_} "
+                             "features as input.")
+        return X
 
     def _batches(self, X):
         """Tensors of at most ``batch_size`` patches, on the network's device."""
@@ -373,6 +389,15 @@ class PatchClassifierBase(ClassifierMixin, BaseEstimator):
 
 def _is_fitted_name(name):
     return name.endswith("_") and not name.startswith("_")
+
+
+def _crop(X, patch_size, copy=True):
+    """The centre ``patch_size`` of every patch: an array (contiguous with ``copy``, else
+    a view), or still lazy."""
+    if isinstance(X, ScenePatches):
+        return X.crop(patch_size) if patch_size != X.patch_size else X
+    X = center_crop(X, patch_size)
+    return np.ascontiguousarray(X) if copy else X
 
 
 @contextlib.contextmanager

@@ -34,6 +34,11 @@ class SDHSIClassifier(PatchClassifierBase):
     max_epochs : int, default=50
     batch_size, train_split, callbacks, warm_start, verbose, device, random_state
         As in :class:`~sklearn_mmlgnet.MMLGNetClassifier`.
+    precision : {"fp32", "bf16"}, default="fp32"
+        The dtype the forward passes of training compute in: ``"bf16"`` runs them
+        under bfloat16 autocast (weights, gradients and the optimizer stay float32),
+        faster on CPUs with AVX-512 BF16 or AMX and on recent GPUs. Prediction
+        computes in float32 either way. See the Performance page.
     **kwargs
         ``module__<name>`` for :class:`~sklearn_mmlgnet.nn.SDHSINet`
         (``conv3d_channels=(8, 16, 32)``, ``spectral_kernels=(7, 5, 3)``,
@@ -65,7 +70,7 @@ class SDHSIClassifier(PatchClassifierBase):
                  optimizer="adam", lr_schedule=None, augment=True, test_time_augment=False,
                  predict_heads="mean", label_smoothing=0.0, class_weight=None, max_epochs=50,
                  batch_size=64, train_split=None, callbacks=None, warm_start=False, verbose=0,
-                 device="cpu", random_state=None, **kwargs):
+                 device="cpu", random_state=None, precision="fp32", **kwargs):
         self.patch_size = patch_size
         self.self_distillation = self_distillation
         self.lr = lr
@@ -85,6 +90,7 @@ class SDHSIClassifier(PatchClassifierBase):
         self.verbose = verbose
         self.device = device
         self.random_state = random_state
+        self.precision = precision
         self._store_routed(kwargs)
 
     def _module_kwargs(self):

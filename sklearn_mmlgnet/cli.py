@@ -42,6 +42,7 @@ from ._cli_scene import (
     text_notice,
 )
 from ._io import Terminated, check_outputs, write_text
+from ._threads import set_threads
 from .metrics import classification_table, evaluate
 from .patches import labelled_patches
 from .plotting import plot_classification_map
@@ -246,6 +247,11 @@ def build_parser():
                         help="on error, show the Python traceback instead of one line")
     device.add_argument("--device", default="cpu",
                         help="torch device the network runs on: cpu, cuda or cuda:N")
+    device.add_argument("--threads", type=int, default=None,
+                        help="CPU threads torch runs on (default: the cores free, i.e. the "
+                             "cores this process may use less the load average, at least 1); "
+                             "OpenMP threads wait passively (OMP_WAIT_POLICY=PASSIVE) unless "
+                             "the environment says otherwise")
     # ... and those of the commands that fit a network (and so load a text model).
     network = argparse.ArgumentParser(add_help=False, parents=[device])
     network.add_argument("--patch-size", type=int, default=None,
@@ -414,6 +420,10 @@ def _run(args):
         # Checks every subcommand with these options shares, before any work.
         if getattr(args, "device", None) is not None:
             check_device(args.device)
+        if hasattr(args, "threads"):  # before torch does any work (see _threads)
+            if args.threads is not None:
+                check_option(args.threads, "--threads")
+            set_threads(args.threads)
         _check_text_encoder(getattr(args, "text_encoder", None))
         with quiet_libraries(getattr(args, "verbose", False)):
             return args.func(args)

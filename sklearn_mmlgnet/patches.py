@@ -23,7 +23,7 @@ import numbers
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-__all__ = ["PAD_MODES", "border_index", "check_bands", "check_mask", "check_pad_mode",
+__all__ = ["PAD_MODES", "ScenePatches", "border_index", "check_bands", "check_mask", "check_pad_mode",
            "check_scene", "check_scene_patch_size", "extract_patches", "iter_scene_patches",
            "labelled_patches"]
 
@@ -364,3 +364,115 @@ def labelled_patches(scene, mask, patch_size=11, pad_mode="reflect"):
     rows, cols = np.nonzero(mask)
     X = extract_patches(scene.hsi, scene.lidar, rows, cols, patch_size, pad_mode)
     return X, scene.labels[rows, cols], rows, cols
+
+
+class ScenePatches:
+    """The patches of scene pixels as an array-like that extracts them when indexed.
+
+    Stands in for ``extract_patches(hsi, lidar, rows, cols, patch_size)`` as ``X`` of
+    :meth:`MMLGNetClassifier.fit <sklearn_mmlgnet.MMLGNetClassifier.fit>` /
+    :meth:`SDHSIClassifier.fit <sklearn_mmlgnet.SDHSIClassifier.fit>`, their
+    ``predict`` and ``predict_proba``, ``cross_val_score`` and ``GridSearchCV``:
+    indexing with an int gives one patch; with a slice, an index array or a boolean
+    mask, another ``ScenePatches`` over the same scene. Memory is the scene's, not
+    ``n x bands x P x P``; ``np.asarray(X)`` materialises every patch. The networks
+    batch it as they batch an array; transformers in a ``Pipeline`` in front would
+    materialise it, so scale the scene itself first (e.g. with the statistics of a
+    :class:`~sklearn_mmlgnet.BandStandardScaler` fitted on a sample of patches).
+
+    Parameters
+    ----------
+    hsi : array-like of shape (H, W, B)
+    lidar : array-like of shape (H, W, L) or (H, W), or None
+    rows, cols : array-like of int, shape (n,)
+        The patch centres.
+    patch_size : int, default=11
+        Odd patch side P.
+    pad_mode : {"reflect", "symmetric", "edge", "constant"}, default="reflect"
+
+    Attributes
+    ----------
+    shape : tuple
+        ``(n, B + L, P, P)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> hsi = np.random.RandomState(0).rand(20, 30, 4)
+    >>> rows, cols = np.divmod(np.arange(600), 30)
+    >>> X = ScenePatches(hsi, None, rows, cols, patch_size=5)
+    >>> X.shape, X[3].shape, X[10:20].shape
+    ((600, 4, 5, 5), (4, 5, 5), (10, 4, 5, 5))
+    >>> bool((np.asarray(X[:7]) == extract_patches(hsi, None, rows[:7], cols[:7], 5)).all())
+    True
+    """
+
+    dtype = np.dtype(np.float32)
+    ndim = 4
+
+    def __init__(self, hsi, lidar, rows, cols, patch_size=11, pad_mode="reflect"):
+        hsi, lidar = check_scene(hsi, lidar)
+        H, W = hsi.shape[:2]
+        self.patch_size = check_scene_patch_size(patch_size, (H, W))
+        self.pad_mode = check_pad_mode(pad_mode)
+        rows, cols = _check_coords(rows, "rows"), _check_coords(cols, "cols")
+        if rows.shape != cols.shape:
+            raise ValueError(f"rows and cols must have the same length; got {rows.shape} and "
+                             f"{cols.shape}.")
+        if rows.size and (rows.min() < 0 or rows.max() >= H or cols.min() < 0
+                          or cols.max() >= W):
+            raise ValueError(f"rows/cols must lie inside the {H} x {W} scene.")
+        # One float32 cube, channels last: each patch is one fancy-indexed gather.
+        parts = [c for c in (hsi, lidar) if c.shape[2]]
+        self._cube = np.ascontiguousarray(
+            np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0], dtype=np.float32)
+        self.rows, self.cols = rows, cols
+
+    def _subset(self, rows, cols, patch_size=None):
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.rows, new.cols = rows, cols
+        new.patch_size = self.patch_size if patch_size is None else patch_size
+        return new
+
+    @property
+    def shape(self):
+        return (len(self.rows), self._cube.shape[2], self.patch_size, self.patch_size)
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __repr__(self):
+        return f"ScenePatches(shape={self.shape}, pad_mode={self.pad_mode!r})"
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple) and len(key) == 2 and key[1] is Ellipsis:
+            key = key[0]  # X[idx, ...], as scikit-learn indexes arrays
+        if isinstance(key, (int, np.integer)):
+            return self._extract(self.rows[[key]], self.cols[[key]])[0]
+        if isinstance(key, tuple):
+            raise TypeError("ScenePatches takes one index (int, slice, index array or boolean "
+                            "mask) over its patches; materialise it with np.asarray first "
+                            "to index bands or pixels.")
+        return self._subset(self.rows[key], self.cols[key])
+
+    def crop(self, patch_size):
+        """The centre ``patch_size x patch_size`` of every patch, still lazy."""
+        if patch_size > self.patch_size or patch_size % 2 == 0:
+            raise ValueError(f"patch_size must be odd and at most {self.patch_size}; got "
+                             f"{patch_size}.")
+        return self._subset(self.rows, self.cols, patch_size)
+
+    def _extract(self, rows, cols):
+        H, W, _ = self._cube.shape
+        offsets = np.arange(self.patch_size) - self.patch_size // 2
+        ri, rv = border_index(rows[:, None] + offsets, H, self.pad_mode)
+        ci, cv = border_index(cols[:, None] + offsets, W, self.pad_mode)
+        out = self._cube[ri[:, :, None], ci[:, None, :]]  # (n, P, P, C)
+        if self.pad_mode == "constant":
+            out = out * (rv[:, :, None] & cv[:, None, :])[..., None]
+        return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+    def __array__(self, dtype=None, copy=None):
+        out = self._extract(self.rows, self.cols)
+        return out if dtype is None else out.astype(dtype, copy=False)

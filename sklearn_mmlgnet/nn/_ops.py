@@ -10,7 +10,10 @@ them, so a fitted module can be shared by threads.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import numbers
+import threading
 
 import numpy as np
 import torch
@@ -21,8 +24,12 @@ from torch import nn
 #: logits, the mean of every head's probabilities as logits, or every head.
 HEADS = ("final", "mean", "all")
 
-#: Pixels per pass through the layers that read pooled features (fusion, heads).
-HEAD_CHUNK = 16384
+#: Output pixels per pass through the per-pixel layers (spectral path, fusion, heads):
+#: their input rows (a few hundred features each) stay within a few MiB, in cache.
+HEAD_CHUNK = 4096
+
+#: The dtypes a dense forward computes in (float32 accumulation throughout).
+DENSE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 # ----------------------------------------------------------------------- checks
@@ -121,69 +128,147 @@ def pad_to_receptive_field(x, size):
 
 
 # ----------------------------------------------------------------------- dense
-def pixels(x):
-    """A (N, C, R, W) map as (N * R * W, C) rows, pixels in raster order."""
-    return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+def compute_dtype(dtype, device):
+    """The dtype a dense forward computes in.
+
+    ``dtype`` if given (one of :data:`DENSE_DTYPES`), else the dtype of an enabled
+    :func:`torch.autocast` for ``device``'s type, else float32.
+
+    Examples
+    --------
+    >>> import torch
+    >>> compute_dtype(None, torch.device("cpu"))
+    torch.float32
+    >>> with torch.autocast("cpu", dtype=torch.bfloat16):
+    ...     compute_dtype(None, torch.device("cpu"))
+    torch.bfloat16
+    """
+    if dtype is None:
+        if torch.is_autocast_enabled(device.type):
+            return torch.get_autocast_dtype(device.type)
+        return torch.float32
+    if dtype not in DENSE_DTYPES:
+        raise ValueError(f"dtype must be one of {DENSE_DTYPES} or None; got {dtype!r}.")
+    return dtype
 
 
-def centres(x, k):
-    """Per pixel: the features at the centre of its k x k window, as (N * R * W, C) rows."""
+_LOCAL = threading.local()
+
+
+@contextlib.contextmanager
+def reuse_plans(store):
+    """Within the block, dense forwards in this thread keep the weights they prepare.
+
+    A dense forward first prepares its weights (batch norm folded in, the text head
+    factorized, cast to the compute dtype). Inside this block it keeps them in
+    ``store`` (a dict the caller holds across blocks) and reuses them: for a caller
+    that runs one unchanged module over many tiles (:mod:`sklearn_mmlgnet.dense`).
+    Outside such a block every call prepares them afresh, so a module changed
+    between calls is always read as it is.
+    """
+    previous = getattr(_LOCAL, "store", None)
+    _LOCAL.store = store
+    try:
+        yield
+    finally:
+        _LOCAL.store = previous
+
+
+def dense_plan(module, dtype, build):
+    """``build()``: the prepared weights of ``module`` in ``dtype``, reused inside
+    :func:`reuse_plans`."""
+    store = getattr(_LOCAL, "store", None)
+    if store is None:
+        return build()
+    key = (id(module), dtype)
+    if key not in store:
+        store[key] = (module, build())  # the module is kept so that its id stays its own
+    return store[key][1]
+
+
+def crop(x, k):
+    """The (N, C, R, W) centre view of a (N, C, R + k - 1, W + k - 1) map: each pixel's
+    own features, as the centre of its k x k window (no copy)."""
     h = k // 2
-    return pixels(x[:, :, h:x.shape[2] - h, h:x.shape[3] - h])
+    return x[:, :, h:x.shape[2] - h, h:x.shape[3] - h]
 
 
 def box_and_centre(x, k):
     """Per pixel: the mean of the k x k window around it and its own features.
 
-    ``x`` is (N, C, R + k - 1, W + k - 1); returns two (N * R * W, C) arrays, pixels
-    in raster order: what :func:`pool` gives on every pixel's k x k patch of ``x``.
+    ``x`` is (N, C, R + k - 1, W + k - 1); returns two (N, C, R, W) maps (the mean,
+    then a view of ``x``'s centre): what :func:`pool` gives on every pixel's k x k
+    patch of ``x``. In ``x``'s dtype (the sums accumulate in float32).
     """
-    # Box sums in float32 even under autocast; channels-last so the pooling is fast
-    # and the pixel-major views need no transpose copy.
-    x = x.float().contiguous(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=torch.channels_last)  # pooling runs fastest on it
     mean = F.avg_pool2d(F.avg_pool2d(x, (k, 1), stride=1), (1, k), stride=1)
-    return [pixels(mean), centres(x, k)]
+    return [mean, crop(x, k)]
 
 
-def eval_batch_norm(x, bn):
-    """``bn`` in eval mode (its running statistics), whatever the module's mode."""
-    return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias,
-                        training=False, momentum=0.0, eps=bn.eps)
+def rows_to_map(rows, N, R, W):
+    """(N * R * W, K) pixel rows, in raster order, as an (N, K, R, W) map (a view)."""
+    return rows.reshape(N, R, W, -1).permute(0, 3, 1, 2)
 
 
-def eval_forward(layers, x):
-    """``layers`` (a module or a Sequential of them) as in eval mode, without setting it.
+def per_pixel(fn, maps, dtype, chunk=HEAD_CHUNK):
+    """``fn`` on every pixel's features: the ``maps``' channels side by side.
 
-    Batch norm uses its running statistics and dropout is the identity; any other
-    layer must not depend on the mode (linear, convolution, activations).
+    ``maps`` are (N, C_j, R, W) maps (views are fine); each chunk of about ``chunk``
+    pixels is gathered once into a (pixels, sum C_j) block of ``dtype`` rows, so
+    the first layer of ``fn`` runs as one matrix product over all its inputs.
+    Returns ``fn``'s (N * R * W, K) rows, pixels in raster order.
     """
-    if isinstance(layers, nn.Sequential):
-        for layer in layers:
-            x = eval_forward(layer, x)
-        return x
-    if isinstance(layers, nn.modules.batchnorm._BatchNorm):
-        return eval_batch_norm(x, layers)
-    if isinstance(layers, nn.Dropout):
-        return x
-    return layers(x)
+    N, _, R, W = maps[0].shape
+    C = sum(m.shape[1] for m in maps)
+    if maps[0].device.type != "cpu":  # a GPU: fewer, larger launches
+        chunk *= 16
+    step = max(1, chunk // max(1, N * W))
+    out = None
+    for r0 in range(0, R, step):
+        r1 = min(R, r0 + step)
+        block = torch.empty((N, r1 - r0, W, C), dtype=dtype, device=maps[0].device)
+        c = 0
+        for m in maps:
+            block[..., c:c + m.shape[1]].copy_(m[:, :, r0:r1].permute(0, 2, 3, 1))
+            c += m.shape[1]
+        y = fn(block.view(-1, C))
+        if out is None:
+            out = torch.empty((N, R, W, y.shape[1]), dtype=y.dtype, device=y.device)
+        out[:, r0:r1].copy_(y.view(N, r1 - r0, W, -1))
+    return out.view(N * R * W, -1)
 
 
-def conv_stage(stage):
-    """A (conv, batch norm, ReLU) stage as one convolution with the batch norm folded in.
+def _bn_scale_shift(bn):
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale
+
+
+def fold_conv(stage, dtype=torch.float32):
+    """A (conv, batch norm, ReLU) stage's convolution with the batch norm folded in.
 
     In eval mode batch norm is a per-channel affine map, so it folds into the
     convolution's weights and bias (one pass over the feature map fewer). Returns
-    a function of the stage's input; the stage itself is left as it is.
+    (weight, bias) in ``dtype``, 2-D weights channels-last; the stage is unchanged.
     """
     conv, bn, relu = stage
     if not (isinstance(conv, (nn.Conv2d, nn.Conv3d))
             and isinstance(bn, nn.modules.batchnorm._BatchNorm) and isinstance(relu, nn.ReLU)):
         raise TypeError(f"a stage must be (Conv2d or Conv3d, BatchNorm, ReLU); got {stage}.")
-    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-    shape = (-1,) + (1,) * (conv.weight.dim() - 1)
-    weight = conv.weight * scale.reshape(shape)
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    bias = (bias - bn.running_mean) * scale + bn.bias
+    scale, shift = _bn_scale_shift(bn)
+    weight = conv.weight * scale.reshape((-1,) + (1,) * (conv.weight.dim() - 1))
+    bias = shift if conv.bias is None else conv.bias * scale + shift
+    if weight.dim() == 4:
+        weight = weight.contiguous(memory_format=torch.channels_last)
+    return weight.to(dtype), bias.to(dtype)
+
+
+def conv_stage(stage, dtype=torch.float32):
+    """A (conv, batch norm, ReLU) stage in eval mode as one convolution and an in-place ReLU.
+
+    Returns a function of the stage's input (in ``dtype``); see :func:`fold_conv`.
+    """
+    conv = stage[0]
+    weight, bias = fold_conv(stage, dtype)
     op = F.conv2d if isinstance(conv, nn.Conv2d) else F.conv3d
 
     def forward(x):
@@ -193,28 +278,96 @@ def conv_stage(stage):
     return forward
 
 
-def head_on_parts(first, rest, parts):
-    """``rest(first(cat(parts, dim=1)))`` in chunks of pixels, without the concatenation.
+def fold_linear(linear, bn=None, dtype=torch.float32):
+    """A Linear layer (and the batch norm after it, folded in) as ``(weight, bias)`` in
+    ``dtype``: ``rows @ weight.T + bias`` is the eval-mode output."""
+    weight = linear.weight
+    bias = linear.bias if linear.bias is not None else torch.zeros(
+        linear.out_features, dtype=weight.dtype, device=weight.device)
+    if bn is not None:
+        scale, shift = _bn_scale_shift(bn)
+        weight, bias = weight * scale[:, None], bias * scale + shift
+    return weight.contiguous().to(dtype), bias.to(dtype)
 
-    ``first`` is the Linear layer that reads the pooled features: its weight is
-    split by columns, one block per part, so no (pixels, features) copy is made.
-    ``rest`` maps each chunk of ``first``'s output.
+
+@functools.lru_cache(maxsize=None)
+def _onednn_linear():
+    """torch's oneDNN linear kernel (what ``torch.compile`` runs on CPUs), or None.
+
+    On some CPUs it runs float32 rows much faster than the BLAS behind ``addmm``
+    (1.5 times on an AMD EPYC with MKL) and it fuses the ReLU; it is checked once
+    against ``addmm`` before it is used.
     """
-    sizes = [p.shape[1] for p in parts]
-    weights = [w.t().contiguous() for w in first.weight.split(sizes, dim=1)]
-    bias = first.bias if first.bias is not None else torch.zeros(
-        first.out_features, dtype=weights[0].dtype, device=weights[0].device)
-    out = []
-    for i in range(0, len(parts[0]), HEAD_CHUNK):
-        z = torch.addmm(bias, parts[0][i:i + HEAD_CHUNK], weights[0])
-        for p, w in zip(parts[1:], weights[1:]):
-            # Accumulate in place (no temporaries); in the dtype autocast chose.
-            z.addmm_(p[i:i + HEAD_CHUNK].to(z.dtype), w.to(z.dtype))
-        out.append(rest(z))
-    return torch.cat(out)
+    try:
+        op = torch.ops.mkldnn._linear_pointwise
+        z, w, b = torch.randn(5, 3), torch.randn(4, 3), torch.randn(4)
+        ok = torch.allclose(op(z, w, b, "relu", [], ""), torch.relu(torch.addmm(b, z, w.t())),
+                            atol=1e-5)
+    except (AttributeError, RuntimeError, TypeError):
+        return None
+    return op if ok and torch.backends.mkldnn.is_available() else None
 
 
-def logit_map(logits, x, patch_size):
-    """(N * R * W, K) pixel rows of a tile ``x`` as an (N, K, R, W) map (a view)."""
-    R, W = x.shape[2] - patch_size + 1, x.shape[3] - patch_size + 1
-    return logits.reshape(x.shape[0], R, W, -1).permute(0, 3, 1, 2)
+def linear_rows(weight, bias, relu=False):
+    """``rows @ weight.T + bias`` (then ReLU) as a function of (n, in) rows.
+
+    By oneDNN on CPU tensors of float32 or bfloat16 when torch has it (see
+    :func:`_onednn_linear`), else by ``addmm``; float32 or bfloat16 products
+    accumulate in float32 either way.
+    """
+    op = _onednn_linear()
+    if op is not None and weight.device.type == "cpu" and weight.dtype in (
+            torch.float32, torch.bfloat16):
+        attr = "relu" if relu else "none"
+        return lambda z: op(z.contiguous(), weight, bias, attr, [], "")
+    wt = weight.t()
+
+    def forward(z):
+        y = torch.addmm(bias, z, wt)
+        return F.relu_(y) if relu else y
+
+    return forward
+
+
+def mlp_rows(layers, dtype=torch.float32, then=None):
+    """A Sequential of Linear (each maybe followed by batch norm), ReLU and Dropout layers,
+    as the eval-mode function of (n, features) rows in ``dtype`` (then ``then``).
+
+    Batch norm is folded into the Linear before it, dropout is the identity, a ReLU
+    after a Linear is fused into it; the layers are unchanged.
+    """
+    layers, steps, i = [m for m in layers if not isinstance(m, nn.Dropout)], [], 0
+    while i < len(layers):
+        layer = layers[i]
+        if not isinstance(layer, nn.Linear):
+            raise TypeError("mlp_rows reads Linear layers, each followed by batch norm, ReLU "
+                            f"and dropout or not; got {layer}.")
+        i += 1
+        bn = None
+        if i < len(layers) and isinstance(layers[i], nn.modules.batchnorm._BatchNorm):
+            bn, i = layers[i], i + 1
+        relu = i < len(layers) and isinstance(layers[i], nn.ReLU)
+        i += relu
+        steps.append(linear_rows(*fold_linear(layer, bn, dtype), relu=relu))
+
+    def forward(z):
+        z = z.to(dtype)
+        for step in steps:
+            z = step(z)
+        return z if then is None else then(z)
+
+    return forward
+
+
+def logit_rows(head, dtype=torch.float32):
+    """A classifier head as a function of (n, features) rows giving float32 logits.
+
+    A :class:`~sklearn_mmlgnet.nn.TextSimilarityHead` runs factorized (its
+    ``factorized(dtype)``); a Linear (or a Sequential :func:`mlp_rows` reads) as
+    a matrix product in ``dtype``.
+    """
+    if hasattr(head, "factorized"):
+        return head.factorized(dtype)
+    layers = head if isinstance(head, nn.Sequential) else nn.Sequential(head)
+    rows = mlp_rows(layers, dtype)
+    return lambda z: rows(z).float()

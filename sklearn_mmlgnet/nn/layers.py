@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._ops import pad_to_receptive_field, pool
+from ._ops import linear_rows, pad_to_receptive_field, pool
 
 __all__ = ["ConvEncoder", "SpectralMLP", "TextSimilarityHead", "mean_of_heads"]
 
@@ -162,7 +162,7 @@ class TextSimilarityHead(nn.Module):
         logits = self.logit_scale.exp() * v @ self.text.t()
         return logits if self.bias is None else logits + self.bias
 
-    def factorized(self):
+    def factorized(self, dtype=torch.float32):
         """A function of the features equal to :meth:`forward`, in fewer operations.
 
         ``forward(z) = scale * normalize(W z + b) @ T.T`` with W of shape (D, F).
@@ -173,7 +173,13 @@ class TextSimilarityHead(nn.Module):
         |b_perp|^2`` and ``(W z + b) . t = u . (Q.T t) + b_perp . t``: the same
         cosines (or dot products over ``sqrt(D)``) from F-wide instead of D-wide
         arrays. An orthogonal change of basis: no cancellation. Dense prediction
-        scores every pixel of a scene with it. When D <= F, :meth:`forward` itself.
+        scores every pixel of a scene with it. When D <= F, ``u = W z + b`` itself.
+
+        Parameters
+        ----------
+        dtype : torch.dtype, default=torch.float32
+            The dtype of the one matrix product over the features (``R z``); the
+            norms and the logits are float32 whatever it is.
 
         Examples
         --------
@@ -185,28 +191,35 @@ class TextSimilarityHead(nn.Module):
         ...     bool(torch.allclose(head.factorized()(z), head(z), atol=1e-4))
         True
         """
-        if self.proj.in_features >= self.proj.out_features:
-            return self.forward
-        with torch.no_grad():  # in float64, then kept in float32
+        with torch.no_grad():  # in float64, then kept in float32 (the product in dtype)
             W, b = self.proj.weight.double(), self.proj.bias.double()
             T = self.text.double()
-            Q, R = torch.linalg.qr(W)  # (D, F), (F, F)
-            b_par = Q.t() @ b
-            b_perp = b - Q @ b_par
-            A = (Q.t() @ T.t()).float()  # (F, n_classes)
-            beta = (T @ b_perp).float()
-            norm2_perp = float(b_perp @ b_perp)
-            Rt, b_par = R.t().contiguous().float(), b_par.float()
-        dim, normalize, logit_scale, bias = W.shape[0], self.normalize, self.logit_scale, self.bias
+            if W.shape[0] > W.shape[1]:
+                Q, R = torch.linalg.qr(W)  # (D, F), (F, F)
+                c = Q.t() @ b
+                b_perp = b - Q @ c
+                A, beta = Q.t() @ T.t(), T @ b_perp  # (F, n_classes), (n_classes,)
+                norm2_perp = float(b_perp @ b_perp)
+            else:
+                R, c, A, beta, norm2_perp = W, b, T.t(), torch.zeros_like(T[:, 0]), 0.0
+            product = linear_rows(R.contiguous().to(dtype), c.to(dtype))  # R z + c
+            # (u @ A + beta): by the same kernel, A.T as a (n_classes, F) weight
+            scores = linear_rows(A.t().contiguous().float(), beta.float())
+            scale = self.logit_scale.detach().exp().float()
+            bias = None if self.bias is None else self.bias.detach().float()
+        dim, normalize = W.shape[0], self.normalize
 
         def logits(z):
-            u = torch.addmm(b_par, z, Rt.to(z.dtype)).float()
-            if normalize:
-                norm = (u.square().sum(dim=1, keepdim=True) + norm2_perp).sqrt().clamp_min(1e-12)
-            else:
+            u = product(z.to(dtype)).float()
+            if not normalize:
                 norm = math.sqrt(dim)
-            out = logit_scale.exp() * ((u @ A + beta) / norm)
-            return out if bias is None else out + bias
+            else:  # |W z + b| = sqrt(|u|^2 + |b_perp|^2), one pass over u
+                norm = torch.linalg.vector_norm(u, dim=1, keepdim=True)
+                if norm2_perp:
+                    norm = norm.square_().add_(norm2_perp).sqrt_()
+                norm = norm.clamp_min_(1e-12)
+            out = scores(u).div_(norm).mul_(scale)
+            return out if bias is None else out.add_(bias)
 
         return logits
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numbers
+from types import SimpleNamespace
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .._validation import check_channels, check_positive_int, check_real
@@ -14,12 +14,14 @@ from ._ops import (
     check_dense_input,
     check_flag,
     check_heads,
+    compute_dtype,
     conv_stage,
-    eval_forward,
-    head_on_parts,
-    logit_map,
+    dense_plan,
+    logit_rows,
     pad_to_receptive_field,
+    per_pixel,
     pool,
+    rows_to_map,
 )
 from .layers import mean_of_heads
 
@@ -201,7 +203,7 @@ class SDHSINet(nn.Module):
         return total + 4 * self.conv2d[0].out_channels
 
     @torch.inference_mode()
-    def dense_logits(self, x, patch_size, heads="final"):
+    def dense_logits(self, x, patch_size, heads="final", *, dtype=None):
         """Eval-mode logits of every P x P patch of a tile, the convolutions run once.
 
         As :meth:`MMLGNetModule.dense_logits
@@ -219,6 +221,9 @@ class SDHSINet(nn.Module):
             The patch side P: odd, at least :attr:`receptive_field`.
         heads : {"final", "mean", "all"}, default="final"
             As in :meth:`forward` (eval mode).
+        dtype : torch.dtype, optional
+            As in :meth:`MMLGNetModule.dense_logits
+            <sklearn_mmlgnet.nn.MMLGNetModule.dense_logits>`.
 
         Returns
         -------
@@ -233,30 +238,36 @@ class SDHSINet(nn.Module):
         """
         heads = check_heads(heads)
         P = check_dense_input(x, patch_size, self)
-        students = dict(zip(self.student_stages, self.aux)) if heads != "final" else {}
-        tile, x = x, x.unsqueeze(1)
-        aux = {}
-        for k, stage in enumerate(self.stages3d, start=1):
-            x = conv_stage(stage)(x)
-            if k in students:  # what forward pools for this stage's student
-                aux[k] = self._student_on_parts(students[k],
-                                                box_and_centre(x.flatten(1, 2), P - 2 * k))
-        x = conv_stage(self.conv2d)(x.flatten(1, 2))
-        n_stages = len(self.stages3d) + 1
-        parts = box_and_centre(x, P - 2 * n_stages)
-        del x
-        # fc = (Linear, ReLU, Dropout, Linear): the dropout is the identity in eval mode
-        logits = head_on_parts(self.fc[0], lambda z: self.fc[3](F.relu(z)), parts)
-        if n_stages in students:
-            aux[n_stages] = self._student_on_parts(students[n_stages], parts)
+        dtype = compute_dtype(dtype, x.device)
+        N, R, W = x.shape[0], x.shape[2] - P + 1, x.shape[3] - P + 1
+        with torch.autocast(x.device.type, enabled=False):  # the dtypes are chosen here
+            w = dense_plan(self, dtype, lambda: self._dense_weights(dtype))
+            students = dict(zip(self.student_stages, w.students)) if heads != "final" else {}
+            x = x.to(dtype).unsqueeze(1)
+            aux = {}
+            for k, stage in enumerate(w.stages3d, start=1):
+                x = stage(x)
+                if k in students:  # what forward pools for this stage's student
+                    aux[k] = per_pixel(students[k], box_and_centre(x.flatten(1, 2), P - 2 * k),
+                                       dtype)
+            x = w.conv2d(x.flatten(1, 2))
+            n_stages = len(w.stages3d) + 1
+            maps = box_and_centre(x, P - 2 * n_stages)
+            del x
+            logits = per_pixel(w.fc, maps, dtype)
+            if n_stages in students:
+                aux[n_stages] = per_pixel(students[n_stages], maps, dtype)
         aux = [aux[k] for k in self.student_stages if k in aux]
         if heads == "final":
-            return logit_map(logits, tile, P)
+            return rows_to_map(logits, N, R, W)
         if heads == "mean":
-            return logit_map(mean_of_heads([logits] + aux), tile, P)
-        return logit_map(logits, tile, P), [logit_map(a, tile, P) for a in aux]
+            return rows_to_map(mean_of_heads([logits] + aux), N, R, W)
+        return rows_to_map(logits, N, R, W), [rows_to_map(a, N, R, W) for a in aux]
 
-    @staticmethod
-    def _student_on_parts(student, parts):
-        """A student (Linear, BatchNorm1d, ReLU, Linear) in eval mode on pooled parts."""
-        return head_on_parts(student[0], lambda z: eval_forward(student[1:], z), parts)
+    def _dense_weights(self, dtype):
+        """The stages and heads :meth:`dense_logits` runs, in ``dtype``, batch norm folded
+        in; fc = (Linear, ReLU, Dropout, Linear): the dropout is the identity."""
+        return SimpleNamespace(
+            stages3d=[conv_stage(stage, dtype) for stage in self.stages3d],
+            conv2d=conv_stage(self.conv2d, dtype), fc=logit_rows(self.fc, dtype),
+            students=[logit_rows(student, dtype) for student in self.aux])
