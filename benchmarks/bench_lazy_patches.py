@@ -47,10 +47,11 @@ def worker(args):
     from sklearn_mmlgnet.patches import ScenePatches, extract_patches
 
     torch.set_num_threads(1)
-    rng = np.random.RandomState(0)
     S, B, P = args.size, args.bands, args.patch_size
-    hsi = rng.standard_normal((S, S, B), dtype=np.float32)
-    lidar = rng.standard_normal((S, S), dtype=np.float32)
+    gen = np.random.default_rng(0)
+    hsi = gen.standard_normal((S, S, B), dtype=np.float32)
+    lidar = gen.standard_normal((S, S), dtype=np.float32)
+    rng = np.random.RandomState(0)
     idx = rng.choice(S * S, args.n, replace=False)
     rows, cols = np.divmod(idx, S)
     y = rng.randint(0, 4, args.n)

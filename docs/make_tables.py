@@ -192,8 +192,11 @@ def protocol_sentence(results=None):
     others = "".join(f"; {e} on {dict(SCENES)[s]}" for s, e in epochs.items() if e != base)
     settings = {dict(SCENES)[s]: network_settings(results[s]["meta"]) for s in results}
     settings = "; ".join(f"{scene}: {', '.join(v)}" for scene, v in settings.items() if v)
-    networks = ("networks with their defaults" if not settings else
-                f"networks with their defaults except the MMLGNet rows' ({settings})")
+    chosen = ("the MMLGNet rows' input (unit-length spectra or not, every band or PCA 30) and "
+              "test-time augmentation chosen per fit on inner validation of the training "
+              "pixels")
+    networks = (f"networks with their defaults, {chosen}" if not settings else
+                f"networks with their defaults, {chosen}, except ({settings})")
     return ("Test OA ± std over seeds / AA, in %: every method on the same training and test "
             "pixels of each seed (spatially disjoint splits; plot-grouped 3-fold "
             f"cross-validation on IDTReeS); {networks}, for a fixed number of "

@@ -259,7 +259,16 @@ class PatchClassifierBase(ClassifierMixin, BaseEstimator):
 
     @classmethod
     def _from_fitted_state(cls, params, state):
-        """A fitted estimator from its parameters and ``_fitted_state()``, in eval mode."""
+        """A fitted estimator from its parameters and ``_fitted_state()``, in eval mode.
+
+        A model fitted on a GPU loads on the CPU where no CUDA device is present.
+        """
+        device = params.get("device", "cpu")
+        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+            warnings.warn(f"the model was fitted with device={device!r} and no CUDA device is "
+                          "present: it is loaded on the CPU (device='cpu').", UserWarning,
+                          stacklevel=2)
+            params = {**params, "device": "cpu"}
         est = cls(**params)
         for name, value in state["attributes"].items():
             setattr(est, name, value)

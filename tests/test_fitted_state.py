@@ -94,3 +94,16 @@ def test_fitted_state_round_trip_predicts_identically(make, labels, monkeypatch)
 def test_fitted_state_of_an_unfitted_estimator_is_an_error(cls):
     with pytest.raises(NotFittedError):
         cls()._fitted_state()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+@pytest.mark.parametrize("cls, params", [(MMLGNetClassifier, dict(text_embeddings=EMB, **MML_TINY)),
+                                         (SDHSIClassifier, SD_TINY)], ids=["MMLGNet", "SDHSI"])
+def test_a_model_fitted_on_a_gpu_loads_on_the_cpu(cls, params):
+    X, y = make_patches(n_per_class=10)
+    clf = cls(max_epochs=1, **params).fit(X, y)
+    gpu_params = {**clf.get_params(deep=False), "device": "cuda"}  # as a GPU fit records them
+    with pytest.warns(UserWarning, match="device='cuda' and no CUDA device is present"):
+        loaded = cls._from_fitted_state(gpu_params, _copy_through_json(clf._fitted_state()))
+    assert loaded.device == "cpu"
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))

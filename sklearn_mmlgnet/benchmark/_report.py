@@ -106,7 +106,9 @@ def markdown_table(rows, meta):
         "for each fit on one inner split of its training pixels (spatial blocks on a scene, "
         "plot groups on IDTReeS), by the mean of OA and AA of the symmetric-loss row, among: "
         "each pixel's spectrum as it is or scaled to unit l2 norm (SpectralNormalizer), then "
-        "every HSI band or 30 PCA components (where there are more bands)."
+        "every HSI band or 30 PCA components (where there are more bands); each of those "
+        "fits scored with and without averaging the 8 symmetries of a patch "
+        "(test_time_augment)."
         + (f" {meta['resumed']} runs were kept from an earlier run in the output folder "
            "(--resume)." if meta.get("resumed") else ""),
     ]
