@@ -69,6 +69,21 @@ def check_model_bands(estimator, info, n_hsi, n_lidar, hsi_name):
             f"rasters given have {n_hsi} + {n_lidar} = {n_hsi + n_lidar}.")
 
 
+def check_wavelengths(fitted, given, hsi_name, atol=1.0):
+    """Refuse HSI bands at other wavelengths (nm, within ``atol``) than the model's, when
+    both the model and the raster record them."""
+    if not fitted or not given or len(fitted) != len(given):
+        return  # a band count that differs is check_model_bands' error
+    off = np.flatnonzero(np.abs(np.asarray(fitted) - np.asarray(given)) > atol)
+    if off.size:
+        k = int(off[0])
+        raise ValueError(
+            f"{hsi_name}: its HSI bands are not at the wavelengths the model was fitted on "
+            f"({off.size} of {len(given)} differ, e.g. band {k + 1}: {given[k]:g} here, "
+            f"{fitted[k]:g} in the model); give the raster's bands in the model's order "
+            "(bands=) or a raster of the same sensor's bands.")
+
+
 def check_block_size(block_size):
     if isinstance(block_size, numbers.Integral) and not isinstance(block_size, bool):
         block_size = (block_size, block_size)

@@ -65,6 +65,7 @@ from ._tiles import (
     check_block_size,
     check_model_bands,
     check_scene_statistics,
+    check_wavelengths,
     fill_values,
     model_codes,
     model_patch_size,
@@ -554,6 +555,7 @@ def predict_raster(model, hsi, lidar=None, out=None, *, patch_size=None, bands=N
                 check_crs(src, grid, role)
         hsi_path = str(Path(ref.name).resolve())
         check_model_bands(estimator, info, len(indexes), n_lidar, hsi_path)
+        check_wavelengths(info.get("wavelengths"), _wavelengths(ref, indexes), hsi_path)
         stats = training_statistics(estimator, info)
         if stats is not None:
             check_scene_statistics(sample_pixels([(ref, indexes, "hsi"), *srcs], shape, grid=grid,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
-pytest.importorskip("rasterio", reason="the 'geo' extra (rasterio) is not installed")
+rasterio = pytest.importorskip("rasterio", reason="the 'geo' extra (rasterio) is not installed")
 
 from sklearn_mmlgnet import BandStandardScaler, MMLGNetClassifier, SpectralNormalizer  # noqa: E402
 from sklearn_mmlgnet import scene as scene_module  # noqa: E402
@@ -103,3 +105,28 @@ def test_labels_covering_one_class_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"labels .*one.tif give \d+ labelled pixel\(s\) of 1 "
                                          r"class\(es\)"):
         _quiet(h, l, one, estimator=tiny_estimator(), patch_size=3)
+
+
+def test_predict_refuses_hsi_bands_at_other_wavelengths(tmp_path):
+    from sklearn_mmlgnet.io import predict_raster
+
+    h, l, gt, _ = write_scene(tmp_path)
+
+    def tag(path, wavelengths):
+        with rasterio.open(path, "r+") as dst:
+            for i, w in enumerate(wavelengths, start=1):
+                dst.update_tags(i, wavelength=str(w))
+        return path
+
+    tag(h, [450, 500, 550, 600, 650, 700])
+    model = _quiet(h, l, gt, patch_size=5, estimator=tiny_estimator())
+    assert model.info["wavelengths"] == [450, 500, 550, 600, 650, 700]
+    other = tmp_path / "other.tif"
+    shutil.copy(h, other)
+    tag(other, [450, 500, 550, 600, 650, 900])
+    with pytest.raises(ValueError, match=r"other.tif: its HSI bands are not at the wavelengths "
+                                         r"the model was fitted on \(1 of 6 differ, e.g. band 6: "
+                                         r"900 here, 700 in the model\)"):
+        predict_raster(model, other, l, tmp_path / "map.tif", progress=False)
+    assert not (tmp_path / "map.tif").exists()
+    predict_raster(model, h, l, tmp_path / "map.tif", progress=False)  # the same bands: fine
