@@ -95,6 +95,8 @@ class PatchClassifierBase(ClassifierMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_samples, n_bands, P, P) or (n_samples, n_bands)
             Patches, HSI bands first then LiDAR bands; a 2-D array is read as P = 1.
+            A :class:`~sklearn_mmlgnet.patches.ScenePatches` is read batch by batch
+            from its scene, never as a whole array.
         y : array-like of shape (n_samples,)
             Class labels: the class names themselves (str) or any labels with
             ``class_names`` mapping them to names.
