@@ -246,3 +246,17 @@ def mean_of_heads(logits):
     """
     proba = torch.stack([torch.softmax(h.float(), dim=1) for h in logits]).mean(dim=0)
     return torch.log(proba.clamp_min(torch.finfo(proba.dtype).tiny))
+
+
+def select_heads(logits, aux, heads, training):
+    """What a network's ``forward`` returns for ``heads``, shared by both networks.
+
+    Training returns ``(logits, aux)`` when there are students, for the loss;
+    otherwise ``"final"`` gives the final head's logits, ``"mean"``
+    :func:`mean_of_heads` of all heads, ``"all"`` the pair.
+    """
+    if aux and training:
+        return logits, aux
+    if heads == "final":
+        return logits
+    return mean_of_heads([logits] + aux) if heads == "mean" else (logits, aux)

@@ -25,7 +25,7 @@ from ._ops import (
     per_pixel,
     rows_to_map,
 )
-from .layers import ConvEncoder, SpectralMLP, TextSimilarityHead, mean_of_heads
+from .layers import ConvEncoder, SpectralMLP, TextSimilarityHead, mean_of_heads, select_heads
 
 __all__ = ["MMLGNetModule"]
 
@@ -198,11 +198,7 @@ class MMLGNetModule(nn.Module):
             for k, head in enumerate(self.aux):
                 parts = [f[k] for f in (feats_h, feats_l) if k < len(f)]
                 aux.append(head(torch.cat(parts, dim=1)))
-            if self.training:
-                return logits, aux
-        if heads == "final":
-            return logits
-        return mean_of_heads([logits] + aux) if heads == "mean" else (logits, aux)
+        return select_heads(logits, aux, heads, self.training)
 
     def dense_floats_per_pixel(self):
         """Rough float32 values one tile pixel costs in :meth:`dense_logits`, input excluded.

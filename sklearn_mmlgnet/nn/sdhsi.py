@@ -23,7 +23,7 @@ from ._ops import (
     pool,
     rows_to_map,
 )
-from .layers import mean_of_heads
+from .layers import mean_of_heads, select_heads
 
 __all__ = ["SDHSINet"]
 
@@ -184,11 +184,7 @@ class SDHSINet(nn.Module):
         if students:
             pooled[len(self.stages3d) + 1] = feats
             aux = [head(pooled[k]) for head, k in zip(self.aux, self.student_stages)]
-            if self.training:
-                return logits, aux
-        if heads == "final":
-            return logits
-        return mean_of_heads([logits] + aux) if heads == "mean" else (logits, aux)
+        return select_heads(logits, aux, heads, self.training)
 
     def dense_floats_per_pixel(self):
         """Rough float32 values one tile pixel costs in :meth:`dense_logits`, input excluded.
