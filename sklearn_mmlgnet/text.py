@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import json
 import os
 import socket
 import warnings
@@ -34,7 +33,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from ._io import atomic_path
+from ._text_cache import cache_file, default_cache_dir, read_cached, write_cached
 
 DEFAULT_TEMPLATES = (
     "a hyperspectral and lidar multimodal data of {}.",
@@ -281,7 +280,8 @@ class OpenCLIPTextEncoder(TextEncoder):
                 "text_embeddings=...")
         return self.pretrained, quick_gelu
 
-    def encode(self, texts):
+    def load_model(self):
+        """The open_clip model (in eval mode) and its tokenizer; see :meth:`resolve_weights`."""
         import open_clip
         import torch
 
@@ -290,15 +290,19 @@ class OpenCLIPTextEncoder(TextEncoder):
             warnings.warn(
                 f"clip_pretrained=None: using the {self.model} text tower with random weights "
                 f"(seed={self.seed}); class names carry no language prior.",
-                UserWarning, stacklevel=3)
+                UserWarning, stacklevel=4)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # QuickGELU notes for OpenAI weights
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed)  # the random weights, when there are no others
                 model = open_clip.create_model(self.model, pretrained=weights, device=self.device,
                                                cache_dir=self.cache_dir, force_quick_gelu=quick_gelu)
-        tokenizer = open_clip.get_tokenizer(self.model)
-        model.eval()
+        return model.eval(), open_clip.get_tokenizer(self.model)
+
+    def encode(self, texts):
+        import torch
+
+        model, tokenizer = self.load_model()
         with torch.no_grad():
             emb = model.encode_text(tokenizer(list(texts)).to(self.device))
         return emb.float().cpu().numpy()
@@ -387,7 +391,8 @@ class SentenceTransformerTextEncoder(TextEncoder):
         except Exception:  # not in the local hub cache (or no huggingface_hub)
             return None
 
-    def encode(self, texts):
+    def load_model(self):
+        """The :class:`sentence_transformers.SentenceTransformer` model."""
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
@@ -395,8 +400,10 @@ class SentenceTransformerTextEncoder(TextEncoder):
                 "text_encoder='sentence-transformers' needs sentence-transformers: "
                 "pip install 'sklearn-mmlgnet[offline]'.") from exc
         path = self._path()
-        local = os.path.isdir(path)
-        model = SentenceTransformer(path, device=self.device, local_files_only=local)
+        return SentenceTransformer(path, device=self.device, local_files_only=os.path.isdir(path))
+
+    def encode(self, texts):
+        model = self.load_model()
         return np.asarray(model.encode(list(texts), convert_to_numpy=True), dtype=np.float32)
 
 
@@ -478,11 +485,6 @@ def resolve_text_encoder(choice="auto", log=print):
     return offline
 
 
-def default_cache_dir():
-    """``$MMLGNET_CACHE`` or ``~/.cache/sklearn_mmlgnet``."""
-    return os.environ.get("MMLGNET_CACHE", str(Path.home() / ".cache" / "sklearn_mmlgnet"))
-
-
 #: Number of times a text encoder actually ran in this process (cache misses).
 #: The grid-search benchmark reads it; it is diagnostics, not state the estimators use.
 ENCODE_CALLS = 0
@@ -505,41 +507,6 @@ def _encode_prompts(prompts, encoder):
     bounds = np.cumsum([0] + [len(group) for group in prompts])
     per_class = np.stack([emb[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])])
     return per_class / np.linalg.norm(per_class, axis=1, keepdims=True).clip(1e-12)
-
-
-def _cache_file(cache_dir, identity, prompts):
-    """The ``.npy`` file of one (encoder identity, prompts) pair."""
-    key = json.dumps({"identity": identity, "prompts": prompts}, sort_keys=True, default=str)
-    return Path(cache_dir) / "text_embeddings" / (hashlib.sha256(key.encode()).hexdigest() + ".npy")
-
-
-def _read_cached(path, n_classes):
-    """Cached embeddings, or None when the entry is absent, unreadable or malformed.
-
-    Read with ``allow_pickle=False``: a cache entry can hold numbers only, never code.
-    """
-    try:
-        emb = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError):
-        return None
-    if not isinstance(emb, np.ndarray):  # an .npz archive under the entry's name
-        emb.close()
-        return None
-    ok = (emb.ndim == 2 and emb.shape[0] == n_classes and emb.shape[1] > 0
-          and emb.dtype == np.float32 and np.isfinite(emb).all())
-    return emb if ok else None
-
-
-def _write_cached(path, emb):
-    """Store ``emb`` whole or not at all; a cache that cannot be written only warns."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, emb, allow_pickle=False)
-    except OSError as exc:
-        warnings.warn(f"text embedding cache {path.parent} could not be written ({exc}); the "
-                      "embeddings were computed without caching.", UserWarning, stacklevel=3)
 
 
 def encode_class_names(class_names, templates=DEFAULT_TEMPLATES, encoder=None, cache_dir=None,
@@ -583,9 +550,9 @@ def encode_class_names(class_names, templates=DEFAULT_TEMPLATES, encoder=None, c
     # No fingerprint (weights still to be downloaded): nothing to key a cache entry by.
     if cache_dir is False or ("fingerprint" in identity and identity["fingerprint"] is None):
         return _encode_prompts(prompts, encoder)
-    path = _cache_file(cache_dir or default_cache_dir(), identity, prompts)
-    emb = _read_cached(path, len(prompts))
+    path = cache_file(cache_dir or default_cache_dir(), identity, prompts)
+    emb = read_cached(path, len(prompts))
     if emb is None:
         emb = _encode_prompts(prompts, encoder).astype(np.float32)
-        _write_cached(path, emb)
+        write_cached(path, emb)
     return emb
