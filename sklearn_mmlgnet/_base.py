@@ -141,17 +141,25 @@ class PatchClassifierBase(ClassifierMixin, BaseEstimator):
         with _seeded(self.random_state, self.device):
             self.net_ = self._build_net(self._class_weight(y))
             self._continue_from(previous)
+            self._prepare_training()
             self.net_.split_groups = groups
             try:
                 self.net_.partial_fit(X, y_idx.astype(np.int64), **fit_params)
             finally:
                 self.net_.split_groups = None
         self.net_.module_.eval()  # once, here: prediction never switches modes
+        self._finish_training()
         self.history_ = self.net_.history
         return self
 
     def _set_fitted_attributes(self, X):
         """Set the fitted attributes a subclass's module needs (none by default)."""
+
+    def _prepare_training(self):
+        """Give the new network what trains next to its weights (nothing by default)."""
+
+    def _finish_training(self):
+        """Keep what trained next to the weights as fitted state (nothing by default)."""
 
     def _previous_fit(self):
         """With ``warm_start``, what the next fit may continue from: (net, classes, bands)."""

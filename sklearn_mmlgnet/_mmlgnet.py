@@ -15,7 +15,10 @@ from ._class_names import resolve_class_descriptions, resolve_class_names
 from ._net import MAX_LOGIT_SCALE
 from ._validation import check_band_split
 from .augment import dihedral
-from .nn import MMLGNetModule, TextSimilarityHead
+from ._text_head import (check_same_encoder, check_text_embeddings, check_text_head,
+                         scoring_text, warn_close_texts)
+from .nn import MMLGNetModule
+from .prompt_learning import make_prompt_learner
 from .text import (DEFAULT_TEMPLATES, TEXT_ENCODERS, TextEncoder, encode_class_names,
                    make_text_encoder)
 
@@ -66,6 +69,13 @@ class MMLGNetClassifier(PatchClassifierBase):
         ``text_embeddings`` or ``loss="cross_entropy"``).
     prompt_templates : sequence of str, optional
         Templates with one ``{}`` each; default :data:`~sklearn_mmlgnet.text.DEFAULT_TEMPLATES`.
+    prompt_context : int, default=0
+        Learnt prompts (CoOp): the number of context vectors trained, through the
+        frozen text encoder, in front of every class name in place of the
+        templates (:mod:`sklearn_mmlgnet.prompt_learning`; they start from the
+        words "an aerial image of"). The class's description sentences, if any,
+        join its learnt prompt in the mean. ``0`` uses the templates. Used only
+        when a text encoder runs, and it must be one of the two built-in backends.
     text_encoder : {"open_clip", "sentence-transformers"} or TextEncoder, default="open_clip"
         ``"open_clip"`` is CLIP ViT-B-32's text tower (weights ``clip_pretrained``);
         ``"sentence-transformers"`` the packaged offline all-MiniLM-L6-v2 (the
@@ -151,8 +161,12 @@ class MMLGNetClassifier(PatchClassifierBase):
         The class text embeddings the model scores against.
     text_encoder_info_ : dict
         Backend, model and weights that produced ``text_embeddings_``; when a text
-        encoder ran, also ``templates`` (the list used) and ``descriptions``
-        (``{class name: sentences}`` of the described classes, empty without).
+        encoder ran, also ``templates`` (the list used; empty with learnt prompts),
+        ``descriptions`` (``{class name: sentences}`` of the described classes,
+        empty without) and ``prompt_context`` (the number of learnt context vectors).
+    prompt_context_ : ndarray of shape (prompt_context, width) or None
+        The learnt context vectors (None without prompt learning); new texts are
+        written after them in :meth:`text_scores`.
     temperature_ : float
         The softmax temperature of the fitted model (learnt or as given); an
         AttributeError with ``loss="cross_entropy"``, which has none.
@@ -197,17 +211,19 @@ class MMLGNetClassifier(PatchClassifierBase):
         "class_names": [dict, "array-like", None],
         "class_descriptions": [dict, None],
         "prompt_templates": ["array-like", None],
+        "prompt_context": [Interval(Integral, 0, None, closed="left")],
         "text_encoder": [StrOptions(set(TEXT_ENCODERS)), TextEncoder],
         "clip_pretrained": [str, None],
         "text_embeddings": [dict, "array-like", None],
     }
     _state_attributes = (*PatchClassifierBase._state_attributes, "n_hsi_bands_", "class_names_",
-                         "text_embeddings_", "text_encoder_info_")
+                         "text_embeddings_", "text_encoder_info_", "prompt_context_")
     _module_class = MMLGNetModule
 
     def __init__(self, n_lidar_bands=1, patch_size=None, temperature=0.07,
                  learn_temperature=False, loss="symmetric", class_names=None,
-                 class_descriptions=None, prompt_templates=None, text_encoder="open_clip",
+                 class_descriptions=None, prompt_templates=None, prompt_context=0,
+                 text_encoder="open_clip",
                  clip_pretrained="openai", text_embeddings=None, self_distillation=False,
                  lr=5e-4, weight_decay=1e-2, optimizer="adamw", lr_schedule="cosine",
                  augment=True, test_time_augment=False, predict_heads="final",
@@ -222,6 +238,7 @@ class MMLGNetClassifier(PatchClassifierBase):
         self.class_names = class_names
         self.class_descriptions = class_descriptions
         self.prompt_templates = prompt_templates
+        self.prompt_context = prompt_context
         self.text_encoder = text_encoder
         self.clip_pretrained = clip_pretrained
         self.text_embeddings = text_embeddings
@@ -262,22 +279,58 @@ class MMLGNetClassifier(PatchClassifierBase):
             self.class_names_ = [str(c) for c in self.classes_.tolist()]
         # Checked in every case, so a wrong label fails the same whether used or not.
         descriptions = resolve_class_descriptions(self.classes_, self.class_descriptions)
+        self.prompt_context_ = None
         self.text_embeddings_, self.text_encoder_info_ = self._encode_classes(descriptions)
+        if self.loss != "cross_entropy":
+            warn_close_texts(self.text_embeddings_, self.class_names_)
 
     def _encode_classes(self, descriptions):
-        """Class embeddings and where they came from: given, encoded, or (no language) none."""
+        """Class embeddings and where they came from: given, encoded, or (no language) none.
+
+        With ``prompt_context`` the embeddings are those of the untrained prompts, and
+        the prompt learner waits in ``_prompt_learner`` for :meth:`_prepare_training`.
+        """
         n_classes = len(self.classes_)
         if self.loss == "cross_entropy":  # only the class count is used
             return np.eye(n_classes, dtype=np.float32), {"backend": None}
         if self.text_embeddings is not None:
-            return _check_text_embeddings(self.text_embeddings, self.classes_), {
+            return check_text_embeddings(self.text_embeddings, self.classes_), {
                 "backend": "precomputed"}
         encoder = make_text_encoder(self.text_encoder, clip_pretrained=self.clip_pretrained)
+        used = {name: d for name, d in zip(self.class_names_, descriptions) if d}
+        if self.prompt_context:
+            self._prompt_learner = make_prompt_learner(
+                encoder, self.class_names_, self.prompt_context, descriptions=descriptions)
+            with torch.no_grad():
+                emb = self._prompt_learner().numpy()
+            return emb, dict(encoder.identity, templates=[], descriptions=used,
+                             prompt_context=int(self.prompt_context))
         templates = DEFAULT_TEMPLATES if self.prompt_templates is None else self.prompt_templates
         emb = encode_class_names(self.class_names_, templates, encoder=encoder,
                                  descriptions=descriptions)
-        used = {name: d for name, d in zip(self.class_names_, descriptions) if d}
-        return emb, dict(encoder.identity, templates=list(templates), descriptions=used)
+        return emb, dict(encoder.identity, templates=list(templates), descriptions=used,
+                         prompt_context=0)
+
+    def _prepare_training(self):
+        # Learnt prompts train with the network: their module computes the class
+        # embeddings at every forward, and the optimizer is rebuilt to include it.
+        learner = vars(self).pop("_prompt_learner", None)
+        if learner is not None:
+            self.net_.module_.text_source = learner.to(self.net_.device)
+            self.net_.initialize_optimizer()
+
+    def _finish_training(self):
+        # The trained prompts' embeddings become the stored ones: prediction, dense
+        # maps and saved models need no text encoder.
+        module = self.net_.module_
+        if module.text_source is None:
+            return
+        learner = module.text_source
+        with torch.no_grad():
+            text = learner().float()
+        module.store_text(text)
+        self.text_embeddings_ = text.cpu().numpy()
+        self.prompt_context_ = learner.context.detach().cpu().numpy()
 
     def _module_kwargs(self):
         return dict(n_hsi_bands=self.n_hsi_bands_,
@@ -318,7 +371,8 @@ class MMLGNetClassifier(PatchClassifierBase):
 
         Each text is treated as a class name and encoded as the fit encoded its
         classes: the same text encoder and the same templates (recorded in
-        ``text_encoder_info_``), with ``class_descriptions`` as extra sentences.
+        ``text_encoder_info_``) or learnt context vectors (``prompt_context_``),
+        with ``class_descriptions`` as extra sentences.
         The samples are scored against those embeddings by the fitted projection
         and temperature. The texts may name classes never seen in training (zero
         shot, see :meth:`zero_shot_predict`); the fitted model is not changed, so
@@ -371,10 +425,10 @@ class MMLGNetClassifier(PatchClassifierBase):
         ((4, 3), True)
         """
         X = self._check_predict_X(X)
-        _check_text_head(self)
+        check_text_head(self)
         text = torch.as_tensor(self._text_matrix(texts, class_descriptions, text_embeddings),
                                device=self.net_.device)
-        network = _scoring_text(self.net_.module_, text)
+        network = scoring_text(self.net_.module_, text)
         out = []
         with torch.inference_mode():
             for xb in self._batches(X):
@@ -412,6 +466,57 @@ class MMLGNetClassifier(PatchClassifierBase):
                                   text_embeddings=text_embeddings)
         return np.asarray(texts)[np.argmax(scores, axis=1)]
 
+    def with_texts(self, texts, *, class_descriptions=None, text_embeddings=None):
+        """A fitted copy of this model that classifies among ``texts``.
+
+        The texts are encoded as in :meth:`text_scores` and become the copy's
+        classes: its ``classes_`` are the texts, and its ``predict``,
+        ``predict_proba``, :func:`~sklearn_mmlgnet.prediction.predict_scene` and the
+        dense path score them with the fitted network (shared, not copied; its
+        per-class bias left out, as in :meth:`text_scores`). This model is not
+        changed. Use it to map classes never seen in training over a whole scene.
+
+        Parameters
+        ----------
+        texts : sequence of str
+        class_descriptions : dict, optional
+            ``{text: sentence or list of sentences}``.
+        text_embeddings : array-like of shape (len(texts), dim), optional
+            As in :meth:`text_scores`.
+
+        Returns
+        -------
+        MMLGNetClassifier
+            Fitted, with ``classes_ = np.asarray(texts)``; its predictions equal
+            the argmax of :meth:`text_scores`. It can be saved and loaded.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_mmlgnet import MMLGNetClassifier
+        >>> rng = np.random.RandomState(0)
+        >>> y = np.array(["Woods", "Roads"] * 10)
+        >>> X = rng.normal(size=(20, 3, 3, 3)).astype("float32")
+        >>> clf = MMLGNetClassifier(text_embeddings={"Woods": [1, 0], "Roads": [0, 1]},
+        ...                         max_epochs=1, module__fusion_dim=8).fit(X, y)
+        >>> water = clf.with_texts(["Woods", "Water"], text_embeddings=[[1, 0], [0.6, 0.8]])
+        >>> water.classes_, water.predict_proba(X[:2]).shape
+        (array(['Woods', 'Water'], dtype='<U5'), (2, 2))
+        """
+        check_is_fitted(self)
+        check_text_head(self)
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        text = self._text_matrix(texts, class_descriptions, text_embeddings)
+        new = copy.copy(self)
+        new.net_ = copy.copy(self.net_)
+        new.net_.module_ = scoring_text(self.net_.module_,
+                                         torch.as_tensor(text, device=self.net_.device))
+        new.module__class_bias = False  # the heads score the texts without the fitted bias
+        new.classes_ = np.asarray(texts)
+        new.class_names_ = list(texts)
+        new.text_embeddings_ = np.asarray(text, dtype=np.float32)
+        return new
+
     def _text_matrix(self, texts, class_descriptions, text_embeddings):
         """The (len(texts), dim) embeddings of ``texts``, given or encoded as at fit."""
         given, texts = texts, [] if isinstance(texts, str) else list(texts)
@@ -436,76 +541,18 @@ class MMLGNetClassifier(PatchClassifierBase):
                 f"can embed new texts; pass text_embeddings= of shape ({len(texts)}, {dim}) "
                 "from the encoder that made the fitted ones.")
         encoder = make_text_encoder(self.text_encoder, clip_pretrained=self.clip_pretrained)
-        _check_same_encoder(encoder.identity, info)
+        check_same_encoder(encoder.identity, info)
         descriptions = resolve_class_descriptions(np.asarray(texts, dtype=object),
                                                   class_descriptions, owner="texts")
-        emb = encode_class_names(texts, info["templates"], encoder=encoder,
-                                 descriptions=descriptions)
+        if self.prompt_context_ is not None:  # the learnt context, then each text
+            learner = make_prompt_learner(encoder, texts, context=self.prompt_context_,
+                                          descriptions=descriptions)
+            with torch.no_grad():
+                emb = learner().numpy()
+        else:
+            emb = encode_class_names(texts, info["templates"], encoder=encoder,
+                                     descriptions=descriptions)
         if emb.shape[1] != dim:
             raise ValueError(f"the text encoder gives {emb.shape[1]}-d embeddings but the model "
                              f"was fitted on {dim}-d ones.")
         return emb
-
-
-def _check_text_embeddings(embeddings, classes):
-    """``text_embeddings`` as a (n_classes, dim) float32 array; errors name it."""
-    n_classes = len(classes)
-    if isinstance(embeddings, dict):
-        missing = [c for c in classes.tolist() if c not in embeddings]
-        if missing:
-            raise ValueError(f"text_embeddings has no vector for label(s) {missing}.")
-        embeddings = [embeddings[c] for c in classes.tolist()]
-    emb = np.asarray(embeddings, dtype=np.float32)
-    if emb.ndim != 2 or emb.shape[0] != n_classes or emb.shape[1] == 0:
-        raise ValueError(
-            f"text_embeddings must have shape (n_classes={n_classes}, dim); got {emb.shape}.")
-    if not np.isfinite(emb).all() or (np.linalg.norm(emb, axis=1) == 0).any():
-        raise ValueError("text_embeddings must be finite with no all-zero row.")
-    return emb
-
-
-def _check_text_head(clf):
-    """Open-vocabulary scoring needs the fitted network's text head."""
-    if not isinstance(clf.net_.module_.head, TextSimilarityHead):
-        raise AttributeError(
-            "text_scores and zero_shot_predict need a text head, but this model has "
-            "loss='cross_entropy' (a linear head on the fused features, no text space); fit "
-            "with loss='symmetric' or 'image_to_text' to score texts.")
-    return True
-
-
-def _check_same_encoder(identity, info):
-    """Refuse a text encoder other than the fit's: its vectors live in another space."""
-    keys = ("backend", "model", "weights")
-    now, then = {k: identity.get(k) for k in keys}, {k: info.get(k) for k in keys}
-    fingerprints = identity.get("fingerprint"), info.get("fingerprint")
-    if now != then or (None not in fingerprints and fingerprints[0] != fingerprints[1]):
-        raise ValueError(
-            f"text_encoder and clip_pretrained now give {now} but the model was fitted with "
-            f"{then} (text_encoder_info_); new texts must be embedded by the same encoder. Set "
-            "them back, or pass text_embeddings=.")
-
-
-def _retarget(head, text):
-    """A text head scoring ``text`` with ``head``'s projection and scale, and no class bias."""
-    with torch.device("meta"):  # its own projection is replaced at once: no weights, no RNG
-        new = TextSimilarityHead(head.proj.in_features, text, head.logit_scale,
-                                 normalize=head.normalize, bias=False)
-    new.training = False  # this head alone: eval() would also set the shared projection's flag
-    new.proj = head.proj
-    return new
-
-
-def _scoring_text(module, text):
-    """A view of the fitted network whose heads score ``text``.
-
-    A shallow copy with its own table of sub-modules: the encoders, fusion and
-    projections are the fitted ones (shared, not copied), and the fitted network is
-    not changed, so it can keep predicting in other threads.
-    """
-    view = copy.copy(module)
-    view._modules = dict(module._modules)
-    view.head = _retarget(module.head, text)
-    if len(module.aux):
-        view.aux = torch.nn.ModuleList([_retarget(h, text) for h in module.aux])
-    return view

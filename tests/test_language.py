@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import warnings
 
 import numpy as np
 import pytest
@@ -17,6 +18,9 @@ from sklearn_mmlgnet.datasets import (HOUSTON2013_CLASSES, IDTREES_COMMON_NAMES,
                                       JASPER_RIDGE_CLASSES, MUUFL_CLASSES, SYNTHETIC_CLASSES,
                                       TRENTO_CLASSES)
 from sklearn_mmlgnet.descriptions import CLASS_DESCRIPTIONS, DATASETS, class_descriptions
+from sklearn_mmlgnet.patches import extract_patches
+from sklearn_mmlgnet.persistence import load_model, save_model
+from sklearn_mmlgnet.prediction import predict_scene
 from sklearn_mmlgnet.text import DEFAULT_TEMPLATES, build_prompts, encode_class_names
 
 from .conftest import make_patches, requires_st
@@ -52,11 +56,12 @@ def _unit(v):
 
 
 # ------------------------------------------------------------------ descriptions at fit
-def test_the_estimator_stays_within_30_parameters():
+def test_the_estimator_stays_within_31_parameters():
+    # 30 after the architecture review, + prompt_context (learnt prompts).
     params = [p for p in inspect.signature(MMLGNetClassifier).parameters.values()
               if p.kind is not p.VAR_KEYWORD]
-    assert "class_descriptions" in MMLGNetClassifier().get_params()
-    assert len(params) <= 30
+    assert {"class_descriptions", "prompt_context"} <= set(MMLGNetClassifier().get_params())
+    assert len(params) <= 31
 
 
 def test_descriptions_reach_the_prompts_and_the_class_embeddings(problem):
@@ -163,6 +168,21 @@ def test_descriptions_of_a_loader_bunch_are_keyed_by_its_labels():
         class_descriptions(Bunch(name="mine", class_names={1: "a"}))
 
 
+def test_nearly_identical_class_texts_draw_a_warning_naming_them(problem):
+    X, y = problem
+    close = {"Woods": [1.0, 0.0, 0.0], "Roads": [0.0, 0.0, 1.0], "Vineyard": [0.99, 0.141, 0.0]}
+    with pytest.warns(UserWarning, match=r"'Vineyard' and 'Woods' have cosine 0\.990") as record:
+        MMLGNetClassifier(text_embeddings=close, max_epochs=1, **TINY).fit(X, y)
+    assert record[0].filename == __file__  # points at the caller's fit
+    apart = dict(close, Vineyard=[0.9, 0.436, 0.0])  # cosine 0.9: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        MMLGNetClassifier(text_embeddings=apart, max_epochs=1, **TINY).fit(X, y)
+        # The cross-entropy head does not score against the texts.
+        MMLGNetClassifier(text_embeddings=close, loss="cross_entropy", max_epochs=1,
+                          **TINY).fit(X, y)
+
+
 # ------------------------------------------------------------------ open vocabulary
 @pytest.fixture(scope="module")
 def fitted(problem):
@@ -208,6 +228,26 @@ def test_text_scores_leave_the_fitted_model_unchanged(fitted):
     assert module.head is head and set(vars(clf)) == attrs
     assert not any(m.training for m in module.modules())
     np.testing.assert_array_equal(clf.predict_proba(X), expected)
+
+
+def test_a_copy_classifies_among_new_texts_over_a_scene(fitted, tmp_path):
+    clf, X = fitted
+    texts = ["Woods", "Water", "Pine forest"]
+    before = clf.predict_proba(X)
+    new = clf.with_texts(texts)
+    assert new.classes_.tolist() == texts and clf.classes_.tolist() == sorted(clf.classes_)
+    np.testing.assert_allclose(new.predict_proba(X), clf.text_scores(X, texts), rtol=1e-6)
+    np.testing.assert_array_equal(clf.predict_proba(X), before)  # the model is not changed
+    # A whole scene, by the dense path, gives the patch path's texts.
+    rng = np.random.RandomState(1)
+    hsi, lidar = rng.normal(size=(9, 8, X.shape[1] - 1)), rng.normal(size=(9, 8, 1))
+    rows, cols = np.indices((9, 8)).reshape(2, -1)
+    patches = extract_patches(hsi, lidar, rows, cols, patch_size=X.shape[-1])
+    dense = predict_scene(new, hsi, lidar, patch_size=X.shape[-1], method="dense")
+    assert dense.ravel().tolist() == new.predict(patches).tolist()
+    # Saved and loaded, it still scores the texts.
+    got = load_model(save_model(new, tmp_path / "texts.safetensors"))
+    np.testing.assert_allclose(got.predict_proba(X), new.predict_proba(X), rtol=1e-6)
 
 
 def test_text_scores_with_student_heads_and_mean_prediction(problem):

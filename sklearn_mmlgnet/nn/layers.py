@@ -153,13 +153,15 @@ class TextSimilarityHead(nn.Module):
         self.normalize = bool(normalize)
         self.bias = nn.Parameter(torch.zeros(len(self.text))) if bias else None
 
-    def forward(self, features):
+    def forward(self, features, text=None):
+        """Logits of ``features`` against the stored class embeddings, or against
+        ``text`` (unit rows of shape (n_classes, dim)) when given."""
         v = self.proj(features)
         v = F.normalize(v, dim=1) if self.normalize else v / math.sqrt(v.shape[1])
         # No clamp here: a clamp in forward kills the gradient once the scale passes
         # the bound. As CLIP, the estimator clamps a learnt scale's data after each
         # optimizer step instead, and a fixed one may exceed the bound.
-        logits = self.logit_scale.exp() * v @ self.text.t()
+        logits = self.logit_scale.exp() * v @ (self.text if text is None else text).t()
         return logits if self.bias is None else logits + self.bias
 
     def factorized(self, dtype=torch.float32):

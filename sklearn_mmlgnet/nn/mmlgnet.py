@@ -157,6 +157,9 @@ class MMLGNetModule(nn.Module):
             return nn.Linear(in_features, n_classes)
 
         self.head = make_head(fusion_dim)
+        #: A module giving the class embeddings at every forward (learnt prompts, set by
+        #: the estimator while it trains them), else None: the stored ``text`` is used.
+        self.text_source = None
         self.aux = nn.ModuleList()
         if aux_heads:
             n_stages = max(len(hsi_channels), len(lidar_channels) if self.lidar else 0)
@@ -192,13 +195,23 @@ class MMLGNetModule(nn.Module):
         feats_l = self.lidar(X[:, self.n_hsi_bands:]) if self.lidar is not None else []
         spectral = [self.spectral(X)] if self.spectral is not None else []
         fused = torch.cat([feats_h[-1]] + feats_l[-1:] + spectral, dim=1)
-        logits = self.head(self.fusion(fused))
+        text = () if self.text_source is None else (self.text_source(),)
+        logits = self.head(self.fusion(fused), *text)
         aux = []
         if students:
             for k, head in enumerate(self.aux):
                 parts = [f[k] for f in (feats_h, feats_l) if k < len(f)]
-                aux.append(head(torch.cat(parts, dim=1)))
+                aux.append(head(torch.cat(parts, dim=1), *text))
         return select_heads(logits, aux, heads, self.training)
+
+    @torch.no_grad()
+    def store_text(self, text):
+        """Make ``text`` (n_classes, dim) the class embeddings every head stores, and drop
+        :attr:`text_source`: what a fit with learnt prompts ends with."""
+        text = F.normalize(torch.as_tensor(text, dtype=torch.float32), dim=1)
+        for head in [self.head, *self.aux]:
+            head.text.copy_(text.to(head.text.device))
+        self.text_source = None
 
     def dense_floats_per_pixel(self):
         """Rough float32 values one tile pixel costs in :meth:`dense_logits`, input excluded.
