@@ -16,9 +16,12 @@ split is never seen, so the rows stay honest when compared with MMLGNet.
   Pass ``groups`` to ``fit`` with a grouped splitter (crowns, plots), or build
   spatially blocked folds from the training pixels' coordinates with
   ``inner_cv(rows=..., cols=...)``: random folds of overlapping patches are
-  optimistic and favour settings that overfit. Every spatial fold trains on
-  every class; where the blocks cannot give that, the search runs on the folds
-  of a plain stratified search instead (with a warning).
+  optimistic and favour settings that overfit. Every spatial fold must train on
+  at least half as many pixels of every class as a stratified sample of its
+  size would hold, and validate on at least two classes; where the blocks
+  cannot give that, the whole search runs on the folds of a plain stratified
+  search instead (with a warning), so it never picks a setting on folds that
+  starve a class.
 * Searches on more than ``max_search_samples`` pixels score each candidate on
   a stratified subsample of every fold (at most that many pixels to train on
   and as many to validate on); the refit uses every training pixel.
@@ -189,12 +192,26 @@ class SubsampledCV:
 class _InnerSpatialBlockKFold(SpatialBlockKFold):
     """SpatialBlockKFold for an inner search, with a fallback decided before the search.
 
-    Every fold must train on every class of ``y`` (and on some pixel). When the
-    blocks cannot give that (a rare class in one or two blocks, a small training
-    area that the buffers eat up, fewer blocks than folds), the search runs on
-    shuffled stratified folds instead, with a UserWarning: the same folds as a plain
-    stratified search, so the choice is that search's. ``fallback_reason_`` holds why
-    (None while the spatial folds are used), for :func:`describe_search`.
+    The block folds are used only if every one of them
+
+    * trains on at least half as many pixels of every class as a stratified
+      sample of its size would hold: ``ceil(n_c * m / (2 * n))`` of a class's
+      ``n_c`` pixels for a fold training on ``m`` of the ``n`` pixels (without a
+      buffer, half a stratified k-fold's share: ``ceil((k - 1) * n_c / (2 * k))``),
+    * validates on pixels of at least two classes (one if ``y`` has one), so
+      that no fold rewards a constant prediction.
+
+    The share is of ``m`` because the buffer shrinks every class alike (to about
+    40 % of the pixels at 32 px blocks and 11 px patches); what misleads the
+    search is a class shrunk far more than the others, e.g. a token pixel or two
+    left to train on while the validation blocks hold the rest of the class.
+
+    Where a fold breaks the rule (a rare class in one or two blocks, a small
+    training area that the buffers eat up, fewer blocks than folds), the whole
+    search runs on shuffled stratified folds instead, with a UserWarning: the
+    folds of a plain stratified search (see :func:`_stratified_folds`), so the
+    choice is that search's. ``fallback_reason_`` holds why (None while the
+    block folds are used), for :func:`describe_search`.
     """
 
     fallback_reason_ = None
@@ -204,14 +221,7 @@ class _InnerSpatialBlockKFold(SpatialBlockKFold):
         self._check_lengths(X, y)  # a wrong X or y is the caller's error, not a fallback
         try:
             splits = list(super().split(X, y, groups))
-            n_classes = None if y is None else len(np.unique(y))
-            lacking = [k for k, (tr, te) in enumerate(splits)
-                       if not len(tr) or not len(te)
-                       or (y is not None and len(np.unique(y[tr])) < n_classes)]
-            reason = (None if not lacking else
-                      f"{len(lacking)} of {len(splits)} spatial folds would train without some "
-                      f"class (or any pixel) once the {self.patch_size} px buffer around their "
-                      "validation blocks is removed.")
+            reason = _starving_fold(splits, y, self.patch_size)
         except ValueError as exc:  # more folds than blocks; a class the blocks cannot spread
             reason = str(exc)
         self.fallback_reason_ = reason
@@ -227,8 +237,44 @@ class _InnerSpatialBlockKFold(SpatialBlockKFold):
         yield from self._splits(X, y, groups)
 
 
+def _starving_fold(splits, y, patch_size):
+    """Why the block folds ``splits`` would mislead a search on ``y``, or None if they pass.
+
+    The rule of :class:`_InnerSpatialBlockKFold`: every fold has pixels on both
+    sides, trains on at least half of every class's stratified share of its
+    training pixels and validates on at least two classes.
+    """
+    k = len(splits)
+    for i, (tr, te) in enumerate(splits):
+        if not len(tr) or not len(te):
+            return (f"spatial fold {i + 1} of {k} has no pixel to train or validate on once the "
+                    f"{patch_size} px buffer around its validation blocks is removed.")
+    if y is None:
+        return None
+    classes, y_idx = np.unique(y, return_inverse=True)
+    n_c, n = np.bincount(y_idx), len(y)
+    for i, (tr, te) in enumerate(splits):
+        got = np.bincount(y_idx[tr], minlength=len(classes))
+        need = -(-n_c * len(tr) // (2 * n))  # integer ceil of half the stratified share
+        short = np.flatnonzero(got < need)
+        if short.size:
+            c = short[0]
+            return (f"spatial fold {i + 1} of {k} would train on {got[c]} of the {n_c[c]} pixels "
+                    f"of class {classes[c].item()!r}, fewer than {need[c]}: half of what a "
+                    f"stratified sample of its {len(tr)} training pixels would hold.")
+        if len(np.unique(y_idx[te])) < min(2, len(classes)):
+            return f"spatial fold {i + 1} of {k} would validate on a single class."
+    return None
+
+
 def _stratified_folds(y, n_samples, n_splits, random_state):
-    """Shuffled stratified folds; a class of one sample trains in every fold (never validated)."""
+    """The folds of ``StratifiedKFold(n_splits, shuffle=True, random_state=random_state)``.
+
+    Exactly its folds when every class has at least two samples (a plain stratified
+    search's); a class of one sample trains in every fold and is never validated,
+    the other samples are dealt as StratifiedKFold deals them. Without ``y``: the
+    folds of the same shuffled KFold.
+    """
     if y is None:
         yield from KFold(n_splits, shuffle=True, random_state=random_state).split(
             np.zeros((n_samples, 1)))
@@ -252,13 +298,18 @@ def inner_cv(n_splits=INNER_N_SPLITS, *, rows=None, cols=None, grouped=False, pa
     rows, cols : array-like of int, optional
         Scene coordinates of the training pixels, in the order of X: spatially
         blocked folds (:class:`~sklearn_mmlgnet.model_selection.SpatialBlockKFold`)
-        whose training patches never overlap a validation patch, and in which
-        every fold trains on every class. Where the blocks cannot give that (a
-        rare class in one block, a training area the buffers eat up), the search
-        runs on shuffled stratified folds instead, the folds of a plain
-        stratified search, with a UserWarning; the choice is made when the folds
-        are drawn, before any candidate is fitted. In those, a class with a
-        single training pixel trains in every fold.
+        whose training patches never overlap a validation patch. They are used
+        only if every fold trains on at least half as many pixels of every class
+        as a stratified sample of its size would hold (``ceil(n_c * m / (2 * n))``
+        of a class's ``n_c`` pixels, for a fold training on ``m`` of the ``n``
+        pixels after its buffer) and validates on at least two classes.
+        Where the blocks cannot give that (a rare class in one or two blocks, a
+        training area the buffers eat up), the search runs on the folds of
+        ``StratifiedKFold(n_splits, shuffle=True, random_state=random_state)``
+        instead, those of a plain stratified search, with a UserWarning; the
+        choice is made when the folds are drawn, before any candidate is
+        fitted. In those, a class with a single training pixel trains in every
+        fold.
     grouped : bool, default=False
         Stratified group folds: pass ``groups`` (crown or plot ids) to ``fit``.
     patch_size : int, default=11
@@ -441,7 +492,7 @@ def describe_search(estimator):
     ----------
     estimator : TunedPipeline or GridSearchCV
         A tuned baseline, fitted or not; once fitted, the line says when spatial
-        inner folds gave way to stratified ones.
+        inner folds gave way to stratified ones (:func:`inner_cv` gives the rule).
 
     Returns
     -------
@@ -464,7 +515,8 @@ def describe_search(estimator):
     cap = (f"; candidates scored on at most {cap} pixels per fold, best refitted on all"
            if cap is not None else "")
     if getattr(getattr(search.cv, "cv", search.cv), "fallback_reason_", None):
-        cap += "; the blocks could not train every class in every fold: stratified folds used"
+        cap += ("; the blocks left a fold training on under half a stratified share of a "
+                "class, or validating on one class: stratified folds used")
     return (f"{type(clf).__name__} tuned by inner CV on the training pixels "
             f"({_cv_name(search.cv)}{cap}): {grid}")
 
