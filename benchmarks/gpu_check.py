@@ -5,7 +5,8 @@ its agreement with the CPU. Runs in about 2 minutes on one recent GPU (under 5).
    probabilities: MMLGNet fit (fp32 and ``precision="bf16"``), predict_proba,
    head_scores with self-distillation, test-time augmentation, ``predict_scene``
    dense (fp32 and ``autocast=True``) and patch by patch, ``predict_scene_proba``;
-   SDHSI-Net the same; a Pipeline with a band-wise scaler.
+   learnt prompts (``prompt_context``) and their ``text_scores``, ``with_texts`` on the
+   dense path; SDHSI-Net the same; a Pipeline with a band-wise scaler.
 2. **fit throughput**: samples/s of ``MMLGNetClassifier.fit`` (144 + 1 bands,
    11 x 11, the second epoch), batch 64 and 256, fp32 and bf16.
 3. **dense throughput**: px/s of ``predict_scene(method="dense")`` on a
@@ -124,6 +125,17 @@ def check_paths(device):
         check(f"{name}: test-time augmentation, dense", lambda c=clf: predict_scene_proba(
             copy.deepcopy(c).set_params(test_time_augment=True), hsi, lidar, 9,
             method="dense"))
+    check("MMLGNet learnt prompts (prompt_context=2, packaged MiniLM) fit", lambda: fit(
+        "mmlgnet coop", _classifier(text_encoder="sentence-transformers", prompt_context=2,
+                                    class_names=["woods", "roads", "water"], max_epochs=2,
+                                    device=device, random_state=0, **small)))
+    if "mmlgnet coop" in models:
+        check("MMLGNet learnt prompts: text_scores of new texts", lambda: models[
+            "mmlgnet coop"].text_scores(X[:50], ["woods", "grass", "roads"]))
+    if "mmlgnet fp32" in models:
+        check("MMLGNet with_texts: predict_scene dense", lambda: predict_scene_proba(
+            models["mmlgnet fp32"].with_texts(["a", "b", "c", "d"], text_embeddings=np.vstack(
+                [emb, emb[:1] + emb[1:2]])), hsi, lidar, 9, method="dense"))
     check("Pipeline(BandStandardScaler, MMLGNet): dense", lambda: predict_scene_proba(
         make_pipeline(BandStandardScaler(), _classifier(
             text_embeddings=emb, max_epochs=2, device=device, random_state=0, **small)
