@@ -63,6 +63,8 @@ class PatchClassifierBase(ClassifierMixin, BaseEstimator):
 
     #: Fitted attributes that, with the module's weights, make up a fitted model.
     _state_attributes = ("classes_", "n_features_in_", "patch_size_")
+    #: Private attributes a fit sets for its own use; gone when it ends, however it ends.
+    _during_fit_attributes = ()
 
     def _store_routed(self, kwargs):
         """``__init__``'s ``**kwargs``: only ``module__*`` / ``criterion__*`` names."""
@@ -121,6 +123,9 @@ class PatchClassifierBase(ClassifierMixin, BaseEstimator):
                 delattr(self, name)
             vars(self).update(fitted)
             raise
+        finally:
+            for name in self._during_fit_attributes:
+                vars(self).pop(name, None)
 
     def _fit(self, X, y, groups, fit_params):
         self._validate_params()

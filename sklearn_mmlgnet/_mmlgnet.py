@@ -219,6 +219,7 @@ class MMLGNetClassifier(PatchClassifierBase):
     _state_attributes = (*PatchClassifierBase._state_attributes, "n_hsi_bands_", "class_names_",
                          "text_embeddings_", "text_encoder_info_", "prompt_context_")
     _module_class = MMLGNetModule
+    _during_fit_attributes = ("_prompt_learner",)
 
     def __init__(self, n_lidar_bands=1, patch_size=None, temperature=0.07,
                  learn_temperature=False, loss="symmetric", class_names=None,
@@ -314,7 +315,7 @@ class MMLGNetClassifier(PatchClassifierBase):
     def _prepare_training(self):
         # Learnt prompts train with the network: their module computes the class
         # embeddings at every forward, and the optimizer is rebuilt to include it.
-        learner = vars(self).pop("_prompt_learner", None)
+        learner = getattr(self, "_prompt_learner", None)
         if learner is not None:
             self.net_.module_.text_source = learner.to(self.net_.device)
             self.net_.initialize_optimizer()

@@ -132,6 +132,18 @@ def test_prompt_learning_needs_a_built_in_backend(problem):
     assert not hasattr(clf, "classes_")
 
 
+@requires_st
+def test_a_failed_fit_does_not_keep_the_text_model(problem):
+    X, y = problem
+    clf = MMLGNetClassifier(text_encoder="sentence-transformers", prompt_context=2,
+                            module__fusion_dim=0, max_epochs=1)  # the network cannot be built
+    with pytest.raises(ValueError, match="module__fusion_dim"):
+        clf.fit(X, y)
+    assert not hasattr(clf, "_prompt_learner") and not hasattr(clf, "classes_")
+    clf.set_params(module__fusion_dim=8).fit(X, y)
+    assert not hasattr(clf, "_prompt_learner") and clf.prompt_context_.shape[0] == 2
+
+
 def test_without_a_text_encoder_the_context_is_not_learnt(problem):
     X, y = problem
     emb = {"Woods": [1.0, 0.0], "Roads": [0.0, 1.0], "Vineyard": [0.6, 0.8]}
