@@ -425,23 +425,19 @@ class MMLGNetClassifier(PatchClassifierBase):
         >>> p.shape, bool(np.allclose(p.sum(axis=1), 1))
         ((4, 3), True)
         """
+        scorer = self.with_texts(texts, class_descriptions=class_descriptions,
+                                 text_embeddings=text_embeddings)
+        if not return_logits:
+            return scorer.predict_proba(X)
         X = self._check_predict_X(X)
-        check_text_head(self)
-        text = torch.as_tensor(self._text_matrix(texts, class_descriptions, text_embeddings),
-                               device=self.net_.device)
-        network = scoring_text(self.net_.module_, text)
+        network = scorer.net_.module_
         out = []
         with torch.inference_mode():
             for xb in self._batches(X):
-                if return_logits:
-                    scores = sum(network(dihedral(xb, k), heads="final").double()
-                                 for k in self._symmetries()) / len(self._symmetries())
-                else:
-                    scores = sum(torch.softmax(network(dihedral(xb, k), heads=self.predict_heads)
-                                               .double(), dim=1) for k in self._symmetries())
-                out.append(scores.cpu().numpy())
-        scores = np.concatenate(out)
-        return scores if return_logits else scores / scores.sum(axis=1, keepdims=True)
+                out.append((sum(network(dihedral(xb, k), heads="final").double()
+                                for k in self._symmetries()) / len(self._symmetries()))
+                           .cpu().numpy())
+        return np.concatenate(out)
 
     def zero_shot_predict(self, X, texts, *, class_descriptions=None, text_embeddings=None):
         """The best-scoring text of each sample: classification among any class names.
@@ -506,7 +502,7 @@ class MMLGNetClassifier(PatchClassifierBase):
         """
         check_is_fitted(self)
         check_text_head(self)
-        texts = [texts] if isinstance(texts, str) else list(texts)
+        texts = texts if isinstance(texts, str) else list(texts)  # a str is refused below
         text = self._text_matrix(texts, class_descriptions, text_embeddings)
         new = copy.copy(self)
         new.net_ = copy.copy(self.net_)
